@@ -1,0 +1,286 @@
+//! The command line: `tailguard run`, `validate` and `version`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::{info, warn};
+
+use crate::config::{self, Config, ConfigError, ConfigPaths, Origin};
+use crate::topology::component::Globals;
+
+/// Exit codes, as documented in the README and `--help`.
+pub mod exit {
+    /// Success: the command did what it was asked.
+    pub const OK: u8 = 0;
+    /// A scan found secrets (commands that report findings).
+    pub const FINDINGS: u8 = 1;
+    /// The command line or the configuration is wrong; nothing was started.
+    pub const CONFIG: u8 = 2;
+    /// The agent started but a component failed, or a shutdown could not
+    /// drain in time.
+    pub const RUNTIME: u8 = 3;
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  findings were reported (commands that scan)
+  2  usage or configuration error; nothing was started
+  3  a component failed at run time, or shutdown could not drain in time
+
+Configuration: without --config or --config-dir, tailguard reads
+/etc/tailguard/tailguard.toml and then /etc/tailguard/conf.d/*.toml in
+lexical order. When none of these exist it runs an embedded default
+(see `tailguard run --print-default-config`).";
+
+/// A host agent for CI/CD build runners: tails logs and job output, tags
+/// events with the identity behind them, detects and redacts secrets, and
+/// forwards them to a collector.
+#[derive(Debug, Parser)]
+#[command(name = "tailguard", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Read configuration from FILE. Repeat to load several files, in order.
+    #[arg(long = "config", short = 'c', value_name = "FILE", global = true)]
+    pub config: Vec<PathBuf>,
+
+    /// Read DIR/tailguard.toml and DIR/conf.d/*.toml (lexical order).
+    /// Default: /etc/tailguard, when no --config is given.
+    #[arg(long = "config-dir", value_name = "DIR", global = true)]
+    pub config_dir: Vec<PathBuf>,
+
+    /// Log level or filter for tailguard's own log on stderr (error, warn,
+    /// info, debug, trace). Overrides `log_level` in the configuration.
+    #[arg(long, value_name = "LEVEL", env = "TAILGUARD_LOG", global = true)]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent until it is stopped (SIGTERM or SIGINT) or every source
+    /// has ended (e.g. standard input reached its end).
+    Run(RunArgs),
+    /// Check the configuration and topology without starting anything.
+    /// Prints `OK` and a one-line summary, or every error found.
+    Validate,
+    /// Print the version and the component types this build supports.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+
+    /// Keep state (checkpoints, queues, journals) in DIR. Overrides
+    /// `data_dir` in the configuration.
+    #[arg(long, value_name = "DIR", env = "TAILGUARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> u8 {
+    let paths = ConfigPaths {
+        files: cli.config.clone(),
+        dirs: cli.config_dir.clone(),
+    };
+    if let Some(level) = &cli.log_level
+        && let Err(e) = crate::logging::check_level(level)
+    {
+        eprintln!("error: --log-level: {e}");
+        return exit::CONFIG;
+    }
+    match cli.command {
+        Command::Version => {
+            println!("tailguard {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "sources:    {}",
+                crate::sources::SourceConfig::TYPES.join(", ")
+            );
+            println!(
+                "transforms: {}",
+                crate::transforms::TransformConfig::TYPES.join(", ")
+            );
+            println!("sinks:      {}", crate::sinks::SinkConfig::TYPES.join(", "));
+            exit::OK
+        }
+        Command::Validate => validate(&paths),
+        Command::Run(args) if args.print_default_config => {
+            print!("{}", config::EMBEDDED_DEFAULT);
+            exit::OK
+        }
+        Command::Run(args) => run(&paths, &args, cli.log_level.as_deref()),
+    }
+}
+
+/// Resolves, loads and checks the configuration, collecting every error.
+fn load_checked(paths: &ConfigPaths) -> Result<Config, Vec<ConfigError>> {
+    let files = paths.resolve()?;
+    let config = config::load(&files, &config::process_env)?;
+    let errors = crate::topology::graph::check(&config);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+fn report(errors: &[ConfigError]) {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    let n = errors.len();
+    eprintln!(
+        "{n} configuration error{} found; nothing was started",
+        if n == 1 { "" } else { "s" }
+    );
+}
+
+fn validate(paths: &ConfigPaths) -> u8 {
+    match load_checked(paths) {
+        Ok(config) => {
+            let from = match &config.origin {
+                Origin::Files(files) => {
+                    format!(
+                        "{} file{}",
+                        files.len(),
+                        if files.len() == 1 { "" } else { "s" }
+                    )
+                }
+                Origin::EmbeddedDefault => "embedded default (no configuration files found)".into(),
+            };
+            println!("OK: {from}; {}", crate::topology::graph::summary(&config));
+            exit::OK
+        }
+        Err(errors) => {
+            report(&errors);
+            exit::CONFIG
+        }
+    }
+}
+
+fn run(paths: &ConfigPaths, args: &RunArgs, cli_level: Option<&str>) -> u8 {
+    let config = match load_checked(paths) {
+        Ok(config) => config,
+        Err(errors) => {
+            report(&errors);
+            return exit::CONFIG;
+        }
+    };
+    let level = cli_level
+        .or(config.log_level.as_deref())
+        .unwrap_or(crate::logging::DEFAULT_LEVEL);
+    crate::logging::init(level);
+    if config.origin == Origin::EmbeddedDefault {
+        info!(
+            "no configuration files found under {}; running the embedded default (print it with `tailguard run --print-default-config`)",
+            config::DEFAULT_CONFIG_DIR
+        );
+    }
+    let data_dir = match resolve_data_dir(args.data_dir.as_deref(), config.data_dir.as_deref()) {
+        Ok(dir) => dir,
+        Err(message) => {
+            tracing::error!("{message}");
+            return exit::CONFIG;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tailguard")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let globals = Globals { data_dir };
+    let context = Arc::new(crate::resource::host_context());
+    let result = runtime.block_on(crate::topology::run(
+        &config,
+        globals,
+        context,
+        termination_signal(),
+    ));
+    // Standard input is read on a blocking thread that may never return;
+    // don't wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => {
+            info!("stopped; every event read was delivered");
+            exit::OK
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            exit::RUNTIME
+        }
+    }
+}
+
+/// Resolves where state lives: the command line, then the configuration,
+/// then `/var/lib/tailguard`. Only the built-in default falls back to a
+/// per-user directory, so `tailguard run` works unprivileged with no setup,
+/// while a directory an operator chose is never silently replaced.
+fn resolve_data_dir(cli: Option<&Path>, configured: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(dir) = cli.or(configured) {
+        return std::fs::create_dir_all(dir)
+            .map(|()| dir.to_path_buf())
+            .map_err(|e| format!("data_dir {}: cannot create: {e}", dir.display()));
+    }
+    let default = PathBuf::from(config::DEFAULT_DATA_DIR);
+    if std::fs::create_dir_all(&default).is_ok() && writable(&default) {
+        return Ok(default);
+    }
+    let fallback = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|base| base.join("tailguard"))
+        .ok_or_else(|| {
+            format!(
+                "data_dir {} is not writable and neither XDG_STATE_HOME nor HOME is set; set data_dir or --data-dir",
+                config::DEFAULT_DATA_DIR
+            )
+        })?;
+    std::fs::create_dir_all(&fallback)
+        .map_err(|e| format!("data_dir {}: cannot create: {e}", fallback.display()))?;
+    warn!(
+        data_dir = %fallback.display(),
+        "{} is not writable; keeping state in the per-user directory instead",
+        config::DEFAULT_DATA_DIR
+    );
+    Ok(fallback)
+}
+
+fn writable(dir: &Path) -> bool {
+    tempfile::Builder::new()
+        .prefix(".tailguard-probe")
+        .tempfile_in(dir)
+        .is_ok()
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn termination_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop the agent with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("received SIGTERM"),
+        _ = int.recv() => info!("received SIGINT"),
+    }
+}

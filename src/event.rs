@@ -1,0 +1,263 @@
+//! The one event type that flows from sources through transforms to sinks.
+//!
+//! An [`Event`] carries the raw line as [`Bytes`] (so redaction can replace the
+//! body without copying the rest), when it was seen, where it came from, its
+//! attributes, and an [`Arc`] to the resource and identity context it shares
+//! with every other event of the same origin, so enrichment costs one pointer
+//! copy per event rather than a copy of every attribute.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::ack::{AckRef, DeliveryStatus};
+
+/// Events travel between components in batches: one channel message, one
+/// allocation and one wake-up per batch rather than per line.
+pub type EventBatch = Vec<Event>;
+
+/// An attribute key. Semantic-convention names are `&'static str`; only keys
+/// built at run time allocate.
+pub type Key = Cow<'static, str>;
+
+/// An attribute value, a subset of the OTLP `AnyValue`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    String(Arc<str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::String(Arc::from(v))
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::String(Arc::from(v))
+    }
+}
+impl From<Arc<str>> for Value {
+    fn from(v: Arc<str>) -> Self {
+        Value::String(v)
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::String(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// An ordered list of attributes. A handful of keys per event makes a vector
+/// faster than any map, and keeps the order they were added in for output.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Attributes(Vec<(Key, Value)>);
+
+impl Attributes {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Sets `key`, replacing an earlier value under the same key.
+    pub fn insert(&mut self, key: impl Into<Key>, value: impl Into<Value>) {
+        let key = key.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(at).1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<Key>, V: Into<Value>> FromIterator<(K, V)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut attrs = Attributes::new();
+        for (k, v) in iter {
+            attrs.insert(k, v);
+        }
+        attrs
+    }
+}
+
+/// What every event from one origin shares: the OpenTelemetry resource (host,
+/// runner, service) and, once known, the CI job and identity behind it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Context {
+    /// Resource attributes, exported once per batch as the OTLP `Resource`.
+    pub resource: Attributes,
+    /// Job and identity attributes added to every event of this context
+    /// (`cicd.*`, `vcs.*`, `nhi.*`).
+    pub identity: Attributes,
+}
+
+/// Where an event was read from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Origin {
+    /// The name of the source component in the configuration.
+    pub source: Arc<str>,
+    /// The file the line was read from, for file-like sources.
+    pub path: Option<Arc<Path>>,
+    /// Byte offset of the start of the line in that file.
+    pub offset: Option<u64>,
+    /// The file's identity as the file source tracks it (survives renames),
+    /// so a receiver can recognise a line sent twice after a crash.
+    pub file_id: Option<Arc<str>>,
+}
+
+/// W3C trace context of the span an event belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceIds {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+/// One log line (or, later, a finding or span) on its way to the sinks.
+#[derive(Debug)]
+pub struct Event {
+    /// The raw bytes of the line without its line terminator. Not required to
+    /// be UTF-8: invalid bytes are kept, never dropped.
+    pub body: Bytes,
+    /// When tailguard read the line.
+    pub observed_at: SystemTime,
+    /// When the line says it was written, if a parser found a timestamp.
+    pub timestamp: Option<SystemTime>,
+    pub origin: Origin,
+    /// Per-event attributes (findings, flags such as truncation).
+    pub attributes: Attributes,
+    /// Shared resource and identity context.
+    pub context: Arc<Context>,
+    /// The span this event belongs to, when the source knows it.
+    pub trace: Option<TraceIds>,
+    /// The source's acknowledgement handle, if it asked for one.
+    pub ack: Option<AckRef>,
+}
+
+impl Event {
+    /// A new event observed now, with no acknowledgement attached.
+    pub fn new(body: impl Into<Bytes>, origin: Origin, context: Arc<Context>) -> Self {
+        Self {
+            body: body.into(),
+            observed_at: SystemTime::now(),
+            timestamp: None,
+            origin,
+            attributes: Attributes::new(),
+            context,
+            trace: None,
+            ack: None,
+        }
+    }
+
+    /// Settles this event's acknowledgement, if it carries one. Sinks call
+    /// this after a write is flushed; transforms that drop an event on
+    /// purpose call it with [`DeliveryStatus::Delivered`].
+    pub fn settle(&mut self, status: DeliveryStatus) {
+        if let Some(ack) = self.ack.take() {
+            ack.settle(status);
+        }
+    }
+}
+
+impl Clone for Event {
+    /// Cloning for fan-out gives the copy its own, unsettled acknowledgement
+    /// share, so the source hears back only when every copy is settled.
+    fn clone(&self) -> Self {
+        Self {
+            body: self.body.clone(),
+            observed_at: self.observed_at,
+            timestamp: self.timestamp,
+            origin: self.origin.clone(),
+            attributes: self.attributes.clone(),
+            context: Arc::clone(&self.context),
+            trace: self.trace,
+            ack: self.ack.clone(),
+        }
+    }
+}
+
+/// Settles every event of a batch with the same status.
+pub fn settle_all(batch: &mut [Event], status: DeliveryStatus) {
+    for event in batch {
+        event.settle(status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_replaces_existing_key_in_place() {
+        let mut attrs = Attributes::new();
+        attrs.insert("a", 1i64);
+        attrs.insert("b", "x");
+        attrs.insert("a", 2i64);
+        let keys: Vec<_> = attrs.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(attrs.get("a"), Some(&Value::Int(2)));
+    }
+
+    #[test]
+    fn clone_shares_acknowledgement_until_all_settle() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut event = Event::new(&b"line"[..], Origin::default(), Arc::default());
+        event.ack = Some(AckRef::new(move |s| tx.send(s).unwrap()));
+        let mut copy = event.clone();
+        event.settle(DeliveryStatus::Delivered);
+        assert!(rx.try_recv().is_err());
+        copy.settle(DeliveryStatus::Delivered);
+        assert_eq!(rx.recv().unwrap(), DeliveryStatus::Delivered);
+    }
+}

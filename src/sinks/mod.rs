@@ -1,0 +1,44 @@
+//! Sinks: where events leave tailguard.
+//!
+//! A sink settles each event's acknowledgement once the event is safely
+//! written (flushed, or fsynced when asked), which is what lets lossless
+//! sources advance their checkpoints.
+
+pub mod console;
+pub mod file;
+pub mod json;
+
+use toml::de::ValueDeserializer;
+
+use crate::config::{ComponentParseError, deserialize};
+use crate::topology::component::{ComponentTask, SinkContext};
+
+/// A configured sink of any type.
+#[derive(Clone, Debug)]
+pub enum SinkConfig {
+    Console(console::ConsoleConfig),
+    File(file::FileSinkConfig),
+}
+
+impl SinkConfig {
+    /// Every `type` a sink may have.
+    pub const TYPES: &'static [&'static str] = &["console", "file"];
+
+    pub(crate) fn parse(
+        type_name: &str,
+        options: ValueDeserializer<'_>,
+    ) -> Result<Self, ComponentParseError> {
+        match type_name {
+            "console" => Ok(Self::Console(deserialize(options)?)),
+            "file" => Ok(Self::File(deserialize(options)?)),
+            _ => Err(ComponentParseError::UnknownType(Self::TYPES)),
+        }
+    }
+
+    pub fn build(&self, cx: SinkContext) -> anyhow::Result<ComponentTask> {
+        match self {
+            Self::Console(config) => Ok(console::build(config.clone(), cx)),
+            Self::File(config) => Ok(file::build(config.clone(), cx)),
+        }
+    }
+}

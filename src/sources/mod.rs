@@ -1,0 +1,39 @@
+//! Sources: where events come from.
+//!
+//! Each source type has a config struct (its TOML options) and a `build`
+//! function that turns it into a running task. This module is the registry
+//! that maps a `type = "..."` to both.
+
+pub mod stdin;
+
+use toml::de::ValueDeserializer;
+
+use crate::config::{ComponentParseError, deserialize};
+use crate::topology::component::{ComponentTask, SourceContext};
+
+/// A configured source of any type.
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    Stdin(stdin::StdinConfig),
+}
+
+impl SourceConfig {
+    /// Every `type` a source may have.
+    pub const TYPES: &'static [&'static str] = &["stdin"];
+
+    pub(crate) fn parse(
+        type_name: &str,
+        options: ValueDeserializer<'_>,
+    ) -> Result<Self, ComponentParseError> {
+        match type_name {
+            "stdin" => Ok(Self::Stdin(deserialize(options)?)),
+            _ => Err(ComponentParseError::UnknownType(Self::TYPES)),
+        }
+    }
+
+    pub fn build(&self, cx: SourceContext) -> anyhow::Result<ComponentTask> {
+        match self {
+            Self::Stdin(config) => Ok(stdin::build(config.clone(), cx)),
+        }
+    }
+}

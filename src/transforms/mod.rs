@@ -1,0 +1,39 @@
+//! Transforms: what happens to events between sources and sinks.
+
+pub mod filter;
+
+use toml::de::ValueDeserializer;
+
+use crate::config::{ComponentParseError, deserialize};
+use crate::topology::component::{ComponentTask, TransformContext};
+
+/// A configured transform of any type.
+#[derive(Clone, Debug)]
+pub enum TransformConfig {
+    Filter(filter::FilterConfig),
+}
+
+impl TransformConfig {
+    /// Every `type` a transform may have.
+    pub const TYPES: &'static [&'static str] = &["filter"];
+
+    pub(crate) fn parse(
+        type_name: &str,
+        options: ValueDeserializer<'_>,
+    ) -> Result<Self, ComponentParseError> {
+        match type_name {
+            "filter" => {
+                let config: filter::FilterConfig = deserialize(options)?;
+                config.compile().map_err(ComponentParseError::Check)?;
+                Ok(Self::Filter(config))
+            }
+            _ => Err(ComponentParseError::UnknownType(Self::TYPES)),
+        }
+    }
+
+    pub fn build(&self, cx: TransformContext) -> anyhow::Result<ComponentTask> {
+        match self {
+            Self::Filter(config) => filter::build(config, cx),
+        }
+    }
+}

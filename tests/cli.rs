@@ -1,0 +1,250 @@
+//! The command line, configuration checks and the stdin -> file pipeline,
+//! driven through the real binary.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+
+fn pipeline_config(dir: &std::path::Path, out: &std::path::Path) -> std::path::PathBuf {
+    write(
+        &dir.join("pipeline.toml"),
+        &format!(
+            r#"
+[sources.in]
+type = "stdin"
+
+[sinks.out]
+type = "file"
+inputs = ["in"]
+path = "{}"
+"#,
+            out.display()
+        ),
+    )
+}
+
+#[test]
+fn validate_reports_a_key_typo_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir.path().join("bad.toml"),
+        "[sources.in]\ntype = \"stdin\"\nmax_line_byte = 10\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+    );
+    let out = tailguard(dir.path())
+        .arg("validate")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let expected = format!(
+        "error: {}:3:1: sources.in: unknown field `max_line_byte`, expected `max_line_bytes`",
+        config.display()
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn validate_reports_an_unknown_input_by_component_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir.path().join("t.toml"),
+        "[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\", \"nowhere\"]\n",
+    );
+    let out = tailguard(dir.path())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("sinks.out reads from `nowhere`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn validate_names_both_drop_ins_that_define_the_same_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    write(
+        &etc.join("tailguard.toml"),
+        "[sources.in]\ntype = \"stdin\"\n",
+    );
+    let first = write(
+        &etc.join("conf.d/10-console.toml"),
+        "[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+    );
+    let second = write(
+        &etc.join("conf.d/20-file.toml"),
+        "[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"/tmp/x\"\n",
+    );
+    let out = tailguard(dir.path())
+        .arg("validate")
+        .arg("--config-dir")
+        .arg(&etc)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains(&first.display().to_string()), "{err}");
+    assert!(err.contains(&second.display().to_string()), "{err}");
+    assert!(err.contains("sink `out` is defined twice"), "{err}");
+}
+
+#[test]
+fn validate_prints_every_error_then_a_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir.path().join("t.toml"),
+        "[sources.in]\ntype = \"stdn\"\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\ncolour = true\n",
+    );
+    let out = tailguard(dir.path())
+        .args(["validate", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("unknown source type `stdn`"), "{err}");
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    assert!(err.contains("2 configuration errors found"), "{err}");
+}
+
+#[test]
+fn validate_ok_prints_a_one_line_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pipeline_config(dir.path(), &dir.path().join("out.jsonl"));
+    let out = tailguard(dir.path())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "OK: 1 file; 1 source, 0 transforms, 1 sink: in(stdin) -> out(file)\n"
+    );
+    assert!(
+        !dir.path().join("out.jsonl").exists(),
+        "validate starts nothing"
+    );
+}
+
+#[test]
+fn missing_required_variable_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir.path().join("t.toml"),
+        "[sources.in]\ntype = \"stdin\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"${TG_TEST_OUT:?where events go}\"\n",
+    );
+    let out = tailguard(dir.path())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .env_remove("TG_TEST_OUT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(":6:9: environment variable `TG_TEST_OUT`: where events go"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn stdin_to_file_writes_every_line_and_exits_zero_at_eof() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    let config = pipeline_config(dir.path(), &out_path);
+    let mut child = tailguard(dir.path())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a\nb\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(bodies(&out_path), ["a", "b"]);
+}
+
+#[test]
+fn sigterm_drains_what_was_read_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    let config = pipeline_config(dir.path(), &out_path);
+    let mut child = tailguard(dir.path())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep stdin open so only the signal can end the run.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\n").unwrap();
+    wait_for("both lines in the sink", || bodies(&out_path).len() == 2);
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(bodies(&out_path), ["one", "two"]);
+    assert!(
+        stderr(&out).contains("received SIGTERM"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_failing_sink_is_named_and_the_agent_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("no/such/dir/out.jsonl");
+    let config = pipeline_config(dir.path(), &out_path);
+    let mut child = tailguard(dir.path())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ignore the write error: the agent may already have stopped reading.
+    let _ = child.stdin.take().unwrap().write_all(b"x\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("sinks.out"), "{err}");
+    assert!(err.contains("cannot open"), "{err}");
+}
+
+#[test]
+fn print_default_config_shows_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tailguard(dir.path())
+        .args(["run", "--print-default-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("[sinks.console]"));
+}
+
+#[test]
+fn usage_errors_exit_two_and_help_documents_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tailguard(dir.path()).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let help = tailguard(dir.path()).arg("--help").output().unwrap();
+    assert!(stdout(&help).contains("Exit codes:"));
+    assert!(stdout(&help).contains("validate"));
+}

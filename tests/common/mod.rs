@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests: they run the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tailguard")
+}
+
+/// A command for the real binary, isolated from the machine's own
+/// configuration and state: it reads no /etc/tailguard unless told, keeps
+/// state in `state`, and logs JSON to stderr.
+pub fn tailguard(state: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_remove("TAILGUARD_LOG")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("TAILGUARD_DATA_DIR", state)
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn write(path: &Path, text: &str) -> PathBuf {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The `body` of every JSON line in a file sink's output, in order.
+pub fn bodies(path: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|line| {
+            let json: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            json["body"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Waits until `done` holds, failing the test after a generous deadline.
+/// Tests wait on conditions, never on fixed sleeps.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

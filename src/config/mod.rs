@@ -656,6 +656,30 @@ fn floor_char_boundary(text: &str, mut at: usize) -> usize {
     at
 }
 
+/// A duration written as a humantime string (`"500ms"`, `"5s"`, `"2m"`).
+/// A newtype rather than a `with` helper so `Option<HumanDuration>` and
+/// `#[serde(default)]` work as for any other field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> serde::Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        duration::deserialize(de).map(HumanDuration)
+    }
+}
+
+/// A value that must never be printed: header values, tokens, keys.
+/// `Debug` and `Display` show only that a value is set.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
 /// A serde helper for durations written as humantime strings (`"5s"`, `"2m"`).
 pub mod duration {
     use std::time::Duration;

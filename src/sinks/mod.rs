@@ -7,6 +7,7 @@
 pub mod console;
 pub mod file;
 pub mod json;
+pub mod otlp;
 
 use toml::de::ValueDeserializer;
 
@@ -18,11 +19,12 @@ use crate::topology::component::{ComponentTask, SinkContext};
 pub enum SinkConfig {
     Console(console::ConsoleConfig),
     File(file::FileSinkConfig),
+    Otlp(Box<otlp::Config>),
 }
 
 impl SinkConfig {
     /// Every `type` a sink may have.
-    pub const TYPES: &'static [&'static str] = &["console", "file"];
+    pub const TYPES: &'static [&'static str] = &["console", "file", "otlp"];
 
     pub(crate) fn parse(
         type_name: &str,
@@ -31,6 +33,15 @@ impl SinkConfig {
         match type_name {
             "console" => Ok(Self::Console(deserialize(options)?)),
             "file" => Ok(Self::File(deserialize(options)?)),
+            "otlp" => {
+                let config: otlp::Config = deserialize(options)?;
+                // Checks what can be checked without the environment of the
+                // running agent: URLs, header syntax, numbers.
+                config
+                    .resolve(&|_| None)
+                    .map_err(ComponentParseError::Check)?;
+                Ok(Self::Otlp(Box::new(config)))
+            }
             _ => Err(ComponentParseError::UnknownType(Self::TYPES)),
         }
     }
@@ -39,6 +50,7 @@ impl SinkConfig {
         match self {
             Self::Console(config) => Ok(console::build(config.clone(), cx)),
             Self::File(config) => Ok(file::build(config.clone(), cx)),
+            Self::Otlp(config) => otlp::build(config, cx),
         }
     }
 }

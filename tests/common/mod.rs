@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: they run the real binary.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

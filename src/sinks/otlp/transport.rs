@@ -1,0 +1,453 @@
+//! Sending one export request, and deciding whether a failure may be retried.
+//!
+//! The classification is the OTLP specification's ("OTLP/gRPC Response",
+//! "OTLP/HTTP Response"): for gRPC only UNAVAILABLE, DEADLINE_EXCEEDED,
+//! ABORTED, CANCELLED, OUT_OF_RANGE and DATA_LOSS are retryable, and
+//! RESOURCE_EXHAUSTED only when the server sent RetryInfo; for HTTP only 429,
+//! 502, 503 and 504. A server's `Retry-After` / RetryInfo delay is honoured.
+//! Everything else is permanent: counted, logged without payload, dropped.
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic_types::StatusExt;
+
+use super::config::{Compression, Protocol, Settings};
+
+/// The longest server-requested delay we accept; a larger one is capped so
+/// a misbehaving server cannot park the pipeline indefinitely.
+const MAX_SERVER_DELAY: Duration = Duration::from_secs(600);
+
+/// The collector took the request. Some records may still have been
+/// rejected (partial success); those are not retried.
+#[derive(Debug, Default)]
+pub struct Accepted {
+    pub rejected_records: i64,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    /// Try again, after `delay` if the server asked for one.
+    Retryable {
+        reason: String,
+        delay: Option<Duration>,
+    },
+    /// The collector will never accept this request.
+    Permanent { reason: String },
+}
+
+/// A request encoded once and reused for every attempt.
+pub struct Prepared {
+    pub request: ExportLogsServiceRequest,
+    /// The HTTP body, compressed as configured.
+    http_body: Option<Bytes>,
+    pub records: usize,
+}
+
+pub enum Client {
+    Http {
+        client: reqwest::Client,
+        compression: Compression,
+    },
+    Grpc {
+        channels: Vec<Channel>,
+        compression: Compression,
+    },
+}
+
+impl Client {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        // reqwest is built without a bundled crypto provider; use ring, the
+        // one tonic uses, so the binary carries one TLS stack.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        };
+        let tls = &settings.tls;
+        match settings.protocol {
+            Protocol::HttpProtobuf => {
+                let mut builder = reqwest::Client::builder()
+                    .timeout(settings.timeout)
+                    .user_agent(concat!("tailguard/", env!("CARGO_PKG_VERSION")));
+                let mut headers = reqwest::header::HeaderMap::new();
+                for (name, value) in &settings.headers {
+                    let mut value = reqwest::header::HeaderValue::from_str(&value.0)?;
+                    value.set_sensitive(true);
+                    headers.insert(
+                        reqwest::header::HeaderName::from_bytes(name.as_bytes())?,
+                        value,
+                    );
+                }
+                builder = builder.default_headers(headers);
+                if let Some(ca) = &tls.ca_file {
+                    for cert in reqwest::Certificate::from_pem_bundle(&read(ca)?)? {
+                        builder = builder.add_root_certificate(cert);
+                    }
+                }
+                if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                    let mut pem = read(cert)?;
+                    pem.push(b'\n');
+                    pem.extend(read(key)?);
+                    builder = builder.identity(reqwest::Identity::from_pem(&pem)?);
+                }
+                Ok(Client::Http {
+                    client: builder.build()?,
+                    compression: settings.compression,
+                })
+            }
+            Protocol::Grpc => {
+                let mut channels = Vec::new();
+                for endpoint in &settings.logs_endpoints {
+                    let mut ep = Channel::from_shared(endpoint.clone())?
+                        .timeout(settings.timeout)
+                        .connect_timeout(settings.timeout);
+                    if endpoint.starts_with("https://") {
+                        let mut tls_config = ClientTlsConfig::new();
+                        tls_config = match &tls.ca_file {
+                            Some(ca) => tls_config.ca_certificate(Certificate::from_pem(read(ca)?)),
+                            None => tls_config.with_native_roots(),
+                        };
+                        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                            tls_config =
+                                tls_config.identity(Identity::from_pem(read(cert)?, read(key)?));
+                        }
+                        if let Some(name) = &tls.server_name {
+                            tls_config = tls_config.domain_name(name.clone());
+                        }
+                        ep = ep.tls_config(tls_config)?;
+                    }
+                    channels.push(ep.connect_lazy());
+                }
+                Ok(Client::Grpc {
+                    channels,
+                    compression: settings.compression,
+                })
+            }
+        }
+    }
+
+    /// Encodes a request once for all its attempts.
+    pub fn prepare(&self, request: ExportLogsServiceRequest, records: usize) -> Prepared {
+        let http_body = match self {
+            Client::Http { compression, .. } => {
+                let raw = request.encode_to_vec();
+                Some(Bytes::from(compress(*compression, raw)))
+            }
+            Client::Grpc { .. } => None,
+        };
+        Prepared {
+            request,
+            http_body,
+            records,
+        }
+    }
+
+    /// One attempt against endpoint number `endpoint`.
+    pub async fn export(
+        &self,
+        settings: &Settings,
+        endpoint: usize,
+        prepared: &Prepared,
+    ) -> Result<Accepted, Failure> {
+        match self {
+            Client::Http {
+                client,
+                compression,
+            } => {
+                let url = &settings.logs_endpoints[endpoint];
+                let mut request = client
+                    .post(url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(prepared.http_body.clone().expect("prepared for HTTP"));
+                if let Some(encoding) = content_encoding(*compression) {
+                    request = request.header("content-encoding", encoding);
+                }
+                let response = request.send().await.map_err(|e| Failure::Retryable {
+                    reason: format!("{url}: {}", describe(&e)),
+                    delay: None,
+                })?;
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let body = response.bytes().await.unwrap_or_default();
+                classify_http(status.as_u16(), retry_after, &body)
+            }
+            Client::Grpc {
+                channels,
+                compression,
+            } => {
+                let mut client = LogsServiceClient::new(channels[endpoint].clone())
+                    .max_decoding_message_size(16 * 1024 * 1024);
+                match compression {
+                    Compression::Gzip => {
+                        client = client
+                            .send_compressed(CompressionEncoding::Gzip)
+                            .accept_compressed(CompressionEncoding::Gzip);
+                    }
+                    Compression::Zstd => {
+                        client = client
+                            .send_compressed(CompressionEncoding::Zstd)
+                            .accept_compressed(CompressionEncoding::Zstd);
+                    }
+                    Compression::None => {}
+                }
+                let mut request = tonic::Request::new(prepared.request.clone());
+                for (name, value) in &settings.headers {
+                    if let (Ok(key), Ok(value)) = (
+                        tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
+                        tonic::metadata::MetadataValue::try_from(value.0.as_str()),
+                    ) {
+                        request.metadata_mut().insert(key, value);
+                    }
+                }
+                match client.export(request).await {
+                    Ok(response) => Ok(accepted(response.into_inner())),
+                    Err(status) => Err(classify_grpc(&status)),
+                }
+            }
+        }
+    }
+}
+
+fn accepted(response: ExportLogsServiceResponse) -> Accepted {
+    match response.partial_success {
+        Some(partial) => Accepted {
+            rejected_records: partial.rejected_log_records,
+            message: partial.error_message,
+        },
+        None => Accepted::default(),
+    }
+}
+
+/// Describes a transport error. reqwest's own message includes the URL,
+/// which may carry credentials in its userinfo; the caller prints the
+/// configured endpoint itself.
+fn describe(e: &reqwest::Error) -> String {
+    let mut message = String::from(if e.is_timeout() {
+        "request timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    });
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    message
+}
+
+pub fn classify_http(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<Accepted, Failure> {
+    match status {
+        200..=299 => Ok(ExportLogsServiceResponse::decode(body)
+            .map(accepted)
+            .unwrap_or_default()),
+        429 | 502 | 503 | 504 => Err(Failure::Retryable {
+            reason: format!("HTTP {status}"),
+            delay: retry_after.map(|d| d.min(MAX_SERVER_DELAY)),
+        }),
+        _ => {
+            let detail = tonic_types::pb::Status::decode(body)
+                .map(|s| s.message)
+                .unwrap_or_default();
+            Err(Failure::Permanent {
+                reason: if detail.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    format!("HTTP {status}: {}", truncate(&detail, 200))
+                },
+            })
+        }
+    }
+}
+
+pub fn classify_grpc(status: &tonic::Status) -> Failure {
+    use tonic::Code;
+    let retry_info = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .map(|d| d.min(MAX_SERVER_DELAY));
+    let reason = format!(
+        "gRPC {:?}: {}",
+        status.code(),
+        truncate(status.message(), 200)
+    );
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::Cancelled
+        | Code::OutOfRange
+        | Code::DataLoss => Failure::Retryable {
+            reason,
+            delay: retry_info,
+        },
+        Code::ResourceExhausted if retry_info.is_some() => Failure::Retryable {
+            reason,
+            delay: retry_info,
+        },
+        _ => Failure::Permanent { reason },
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+/// `Retry-After` is either delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+fn content_encoding(compression: Compression) -> Option<&'static str> {
+    match compression {
+        Compression::Gzip => Some("gzip"),
+        Compression::Zstd => Some("zstd"),
+        Compression::None => None,
+    }
+}
+
+fn compress(compression: Compression, raw: Vec<u8>) -> Vec<u8> {
+    match compression {
+        Compression::None => raw,
+        Compression::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(raw.len() / 4),
+                flate2::Compression::fast(),
+            );
+            encoder
+                .write_all(&raw)
+                .expect("writing to a Vec cannot fail");
+            encoder.finish().expect("writing to a Vec cannot fail")
+        }
+        Compression::Zstd => zstd::bulk::compress(&raw, 1).expect("zstd of an in-memory buffer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_follow_the_specification() {
+        for status in [429, 502, 503, 504] {
+            assert!(matches!(
+                classify_http(status, None, b""),
+                Err(Failure::Retryable { .. })
+            ));
+        }
+        for status in [400, 401, 403, 404, 413, 500, 501] {
+            assert!(
+                matches!(
+                    classify_http(status, None, b""),
+                    Err(Failure::Permanent { .. })
+                ),
+                "{status}"
+            );
+        }
+        let Err(Failure::Retryable { delay, .. }) =
+            classify_http(503, Some(Duration::from_secs(7)), b"")
+        else {
+            panic!("retryable expected");
+        };
+        assert_eq!(delay, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn http_partial_success_is_reported() {
+        let response = ExportLogsServiceResponse {
+            partial_success: Some(
+                opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess {
+                    rejected_log_records: 3,
+                    error_message: "too old".into(),
+                },
+            ),
+        };
+        let accepted = classify_http(200, None, &response.encode_to_vec()).unwrap();
+        assert_eq!(accepted.rejected_records, 3);
+        assert_eq!(accepted.message, "too old");
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_specification() {
+        use tonic::{Code, Status};
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::Cancelled,
+            Code::OutOfRange,
+            Code::DataLoss,
+        ] {
+            assert!(
+                matches!(
+                    classify_grpc(&Status::new(code, "x")),
+                    Failure::Retryable { .. }
+                ),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Internal,
+            Code::ResourceExhausted,
+        ] {
+            assert!(
+                matches!(
+                    classify_grpc(&Status::new(code, "x")),
+                    Failure::Permanent { .. }
+                ),
+                "{code:?}"
+            );
+        }
+        let with_retry_info = Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(3))),
+        );
+        let Failure::Retryable { delay, .. } = classify_grpc(&with_retry_info) else {
+            panic!("RESOURCE_EXHAUSTED with RetryInfo is retryable");
+        };
+        assert_eq!(delay, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        assert_eq!(parse_retry_after("12"), Some(Duration::from_secs(12)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(100);
+        let parsed = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(parsed > Duration::from_secs(90) && parsed <= Duration::from_secs(100));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

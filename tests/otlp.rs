@@ -270,3 +270,50 @@ fn through_the_rotel_collector_to_an_independent_receiver() {
     assert_eq!(record.resource("service.name"), Some("tailguard"));
     assert_eq!(record.attribute("tailguard.source"), Some("in"));
 }
+
+#[test]
+fn a_full_disk_buffer_blocks_the_pipeline_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = otlp_config(
+        dir.path(),
+        &format!(
+            "protocol = \"grpc\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout = \"1s\"\nretry = {{ initial_backoff = \"100ms\", max_backoff = \"1s\" }}\nbatch = {{ max_events = 100, timeout = \"50ms\" }}\nbuffer = {{ type = \"disk\", max_size = \"256KiB\", when_full = \"block\" }}"
+        ),
+    );
+    let mut child = start(dir.path(), &config);
+    let log = collect_stderr(&mut child);
+    // About 1 MiB of lines: four times what the buffer may hold. The writer
+    // thread blocks once the pipeline pushes back, as a producer would.
+    let sent = lines(12_000, "held-back-by-a-full-buffer");
+    let mut stdin = child.stdin.take().unwrap();
+    let to_send = sent.clone();
+    let producer = std::thread::spawn(move || {
+        for line in &to_send {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    });
+    wait_for("the buffer to fill", || {
+        log.lock().unwrap().contains("disk buffer full")
+    });
+    let buffer_dir = dir.path().join("buffers/collector");
+    let on_disk: u64 = std::fs::read_dir(&buffer_dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        on_disk <= 256 * 1024 + 4096,
+        "buffer stayed within max_size: {on_disk}"
+    );
+
+    let receiver = grpc_receiver_on(format!("127.0.0.1:{port}").parse().unwrap());
+    producer.join().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", log.lock().unwrap());
+    assert_eq!(
+        sorted(receiver.bodies()),
+        sorted(sent),
+        "0 lost, 0 duplicated"
+    );
+    assert!(!log.lock().unwrap().contains("dropped the oldest segment"));
+}

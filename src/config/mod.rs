@@ -29,6 +29,19 @@ use crate::transforms::TransformConfig;
 /// The configuration used when no file exists: see `config/default.toml`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
+/// Appended to the embedded default when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+/// set, so the default ships to the collector the environment names.
+pub const EMBEDDED_DEFAULT_OTLP: &str = include_str!("../../config/default-otlp.toml");
+
+/// The embedded default as it applies in this environment.
+pub fn embedded_default(env: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut text = EMBEDDED_DEFAULT.to_string();
+    if env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.trim().is_empty()) {
+        text.push_str(EMBEDDED_DEFAULT_OTLP);
+    }
+    text
+}
+
 /// The name under which the embedded default appears in error messages.
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default>";
 
@@ -246,7 +259,11 @@ pub fn load(
 ) -> Result<Config, Vec<ConfigError>> {
     let mut builder = Builder::default();
     if files.is_empty() {
-        builder.add_text(Arc::from(EMBEDDED_DEFAULT_NAME), EMBEDDED_DEFAULT, env);
+        builder.add_text(
+            Arc::from(EMBEDDED_DEFAULT_NAME),
+            &embedded_default(env),
+            env,
+        );
     } else {
         for path in files {
             let name = display(path);

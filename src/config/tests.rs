@@ -191,6 +191,17 @@ fn the_embedded_default_is_valid() {
     assert!(errors.is_empty(), "{errors:?}");
 }
 
+#[test]
+fn the_embedded_default_ships_over_otlp_when_the_environment_names_a_collector() {
+    let env = |name: &str| {
+        (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://collector:4318".to_string())
+    };
+    let config = load(&[], &env).unwrap();
+    assert!(config.sinks.contains_key("otlp"));
+    assert!(crate::topology::graph::check(&config).is_empty());
+    assert!(!load(&[], &no_env).unwrap().sinks.contains_key("otlp"));
+}
+
 mod topology {
     use super::*;
     use crate::topology::graph::{check, summary};

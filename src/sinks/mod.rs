@@ -5,6 +5,7 @@
 //! sources advance their checkpoints.
 
 pub mod console;
+pub mod disk_buffer;
 pub mod file;
 pub mod json;
 pub mod otlp;

@@ -71,3 +71,23 @@ pub fn signal(child: &std::process::Child, signal: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Collects a child's stderr on a thread, so a test can wait for a log line
+/// while the process runs.
+pub fn collect_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}

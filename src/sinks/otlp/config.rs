@@ -61,6 +61,19 @@ pub struct OtlpSinkConfig {
     /// Requests in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Where batches wait for the collector: in memory (the default; the
+    /// pipeline blocks while the collector is away) or in a durable queue on
+    /// disk.
+    #[serde(default)]
+    pub buffer: BufferConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BufferConfig {
+    #[default]
+    Memory,
+    Disk(crate::sinks::disk_buffer::DiskBufferConfig),
 }
 
 fn default_concurrency() -> usize {
@@ -132,6 +145,7 @@ pub struct Settings {
     pub retry: RetryConfig,
     pub tls: TlsConfig,
     pub concurrency: usize,
+    pub buffer: BufferConfig,
 }
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -332,6 +346,7 @@ impl OtlpSinkConfig {
             retry: self.retry.clone(),
             tls,
             concurrency: self.concurrency,
+            buffer: self.buffer.clone(),
         })
     }
 }

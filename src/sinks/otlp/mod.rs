@@ -12,6 +12,13 @@
 //! Permanent failures (the collector refuses the payload) are logged with
 //! the reason and record count, never the payload, and acknowledged as
 //! rejected.
+//!
+//! With `buffer = { type = "disk", ... }` batches are encoded and appended to
+//! a durable queue (see [`crate::sinks::disk_buffer`]) and acknowledged as
+//! soon as they are on disk; a separate exporter streams them to the
+//! collector. At shutdown the exporter keeps sending while the collector
+//! accepts, and leaves the rest on disk for the next start at the first
+//! failure, so a stop never waits on an absent collector.
 
 pub mod config;
 pub mod encode;
@@ -20,14 +27,19 @@ pub mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
+use prost::Message;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::ack::{AckRef, DeliveryStatus};
-use crate::event::Event;
+use crate::event::{Event, settle_all};
+use crate::sinks::disk_buffer::{self, DiskBufferConfig};
 use crate::topology::component::{ComponentTask, SinkContext};
-use config::{OtlpSinkConfig, Settings};
+use config::{BufferConfig, OtlpSinkConfig, Settings};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use transport::{Client, Failure, Prepared};
 
 pub use config::OtlpSinkConfig as Config;
@@ -44,7 +56,11 @@ pub fn build(config: &OtlpSinkConfig, cx: SinkContext) -> anyhow::Result<Compone
         compression = ?settings.compression,
         "exporting logs over OTLP"
     );
-    Ok(Box::pin(run(Arc::new(settings), Arc::new(client), cx)))
+    let (settings, client) = (Arc::new(settings), Arc::new(client));
+    Ok(match settings.buffer.clone() {
+        BufferConfig::Memory => Box::pin(run(settings, client, cx)),
+        BufferConfig::Disk(buffer) => Box::pin(run_with_disk_buffer(settings, client, cx, buffer)),
+    })
 }
 
 struct Pending {
@@ -54,6 +70,32 @@ struct Pending {
 }
 
 impl Pending {
+    fn new() -> Self {
+        Self {
+            events: std::collections::VecDeque::new(),
+            bytes: 0,
+            since: None,
+        }
+    }
+
+    fn push(&mut self, events: Vec<Event>) {
+        for event in events {
+            self.bytes += event.body.len();
+            self.events.push_back(event);
+        }
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// When the pending events must go: now if a batch is full, else when
+    /// the oldest has waited `batch.timeout`.
+    fn flush_at(&self, batch: &config::BatchConfig) -> Option<Instant> {
+        if self.is_full(batch) {
+            Some(Instant::now())
+        } else {
+            self.since.map(|t| t + batch.timeout.0)
+        }
+    }
+
     fn is_full(&self, batch: &config::BatchConfig) -> bool {
         self.events.len() >= batch.max_events || self.bytes >= batch.max_bytes
     }
@@ -87,23 +129,13 @@ async fn run(
     client: Arc<Client>,
     mut cx: SinkContext,
 ) -> anyhow::Result<()> {
-    let mut pending = Pending {
-        events: std::collections::VecDeque::new(),
-        bytes: 0,
-        since: None,
-    };
+    let mut pending = Pending::new();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let batch = &settings.batch;
     let mut input_open = true;
     loop {
         let slot_free = in_flight.len() < settings.concurrency;
-        // A full batch goes as soon as a slot frees; a partial one when it
-        // has waited `batch.timeout`.
-        let flush_at = if pending.is_full(batch) {
-            Some(Instant::now())
-        } else {
-            pending.since.map(|t| t + batch.timeout.0)
-        };
+        let flush_at = pending.flush_at(batch);
         tokio::select! {
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Err(e) = joined {
@@ -112,11 +144,7 @@ async fn run(
             }
             received = cx.input.recv(), if slot_free && input_open => match received {
                 Some(events) => {
-                    for event in events {
-                        pending.bytes += event.body.len();
-                        pending.events.push_back(event);
-                    }
-                    pending.since.get_or_insert_with(Instant::now);
+                    pending.push(events);
                     while pending.is_full(batch) && in_flight.len() < settings.concurrency {
                         send(&settings, &client, &mut pending, &mut in_flight, &cx.name);
                     }
@@ -168,20 +196,142 @@ fn send(
     drop(events);
     let (settings, client, sink) = (Arc::clone(settings), Arc::clone(client), Arc::clone(sink));
     in_flight.spawn(async move {
-        let status = export_until_settled(&settings, &client, &prepared, &sink).await;
+        let status = export_until_settled(&settings, &client, &prepared, &sink, None)
+            .await
+            .unwrap_or(DeliveryStatus::Errored);
         for ack in acks {
             ack.settle(status);
         }
     });
 }
 
-/// Retries a request until it is accepted or permanently refused.
+/// The disk-buffered variant of [`run`]: intake writes to disk and
+/// acknowledges; [`export_from_disk`] sends.
+async fn run_with_disk_buffer(
+    settings: Arc<Settings>,
+    client: Arc<Client>,
+    mut cx: SinkContext,
+    buffer: DiskBufferConfig,
+) -> anyhow::Result<()> {
+    let dir = cx.globals.data_dir.join("buffers").join(&*cx.name);
+    let (mut writer, reader) = disk_buffer::open(&dir, &buffer)
+        .with_context(|| format!("cannot open the disk buffer in {}", dir.display()))?;
+    let stop_retrying = CancellationToken::new();
+    let mut exporter = tokio::spawn(export_from_disk(
+        Arc::clone(&settings),
+        client,
+        reader,
+        stop_retrying.clone(),
+        Arc::clone(&cx.name),
+    ));
+    let batch = &settings.batch;
+    let mut pending = Pending::new();
+    loop {
+        let flush_at = pending.flush_at(batch);
+        tokio::select! {
+            received = cx.input.recv() => match received {
+                Some(events) => pending.push(events),
+                None => break,
+            },
+            () = sleep_until(flush_at), if flush_at.is_some() => {}
+            exported = &mut exporter => {
+                exported.context("the exporter stopped")??;
+                anyhow::bail!("the exporter stopped unexpectedly");
+            }
+        }
+        // Store full batches at once; a partial batch once it is due.
+        while pending.is_full(batch) || pending.flush_at(batch).is_some_and(|t| t <= Instant::now())
+        {
+            store(&mut writer, pending.take_batch(batch)).await?;
+        }
+    }
+    while !pending.events.is_empty() {
+        store(&mut writer, pending.take_batch(batch)).await?;
+    }
+    let left = writer.stats().bytes_on_disk;
+    drop(writer);
+    stop_retrying.cancel();
+    exporter.await.context("the exporter stopped")??;
+    debug!(sink = %cx.name, bytes_on_disk = left, "disk buffer closed");
+    Ok(())
+}
+
+/// Encodes a batch, appends it to the disk buffer and acknowledges it.
+async fn store(writer: &mut disk_buffer::Writer, mut events: Vec<Event>) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let payload = encode::logs_request(&events).encode_to_vec();
+    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+    if let Err(e) = writer.append(&payload, count).await {
+        settle_all(&mut events, DeliveryStatus::Errored);
+        return Err(e).context("cannot write to the disk buffer");
+    }
+    settle_all(&mut events, DeliveryStatus::Delivered);
+    Ok(())
+}
+
+/// Streams records from the disk buffer to the collector, marking each
+/// delivered once accepted. Ends when the buffer is closed and drained, or,
+/// once `stop_retrying` is cancelled, at the first export that would retry.
+async fn export_from_disk(
+    settings: Arc<Settings>,
+    client: Arc<Client>,
+    mut reader: disk_buffer::Reader,
+    stop_retrying: CancellationToken,
+    sink: Arc<str>,
+) -> anyhow::Result<()> {
+    let mut in_flight: JoinSet<(u64, Option<DeliveryStatus>)> = JoinSet::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            entry = reader.next(), if reading && in_flight.len() < settings.concurrency => {
+                let Some(entry) = entry? else {
+                    reading = false;
+                    continue;
+                };
+                let request = match ExportLogsServiceRequest::decode(&entry.payload[..]) {
+                    Ok(request) => request,
+                    Err(e) => {
+                        error!(sink = %sink, error = %e, "undecodable record in the disk buffer; skipping it");
+                        reader.delivered(entry.id)?;
+                        continue;
+                    }
+                };
+                let prepared = client.prepare(request, entry.count as usize);
+                let (settings, client, sink, stop) =
+                    (Arc::clone(&settings), Arc::clone(&client), Arc::clone(&sink), stop_retrying.clone());
+                in_flight.spawn(async move {
+                    let status = export_until_settled(&settings, &client, &prepared, &sink, Some(&stop)).await;
+                    (entry.id, status)
+                });
+            }
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                match joined.context("an export task failed")? {
+                    (id, Some(_)) => reader.delivered(id)?,
+                    (_, None) => reading = false,
+                }
+            }
+            else => break,
+        }
+    }
+    let left = reader.stats().bytes_on_disk;
+    if left > disk_buffer::EMPTY_SIZE {
+        info!(sink = %sink, bytes = left, "events left in the disk buffer will be sent at the next start");
+    }
+    Ok(())
+}
+
+/// Retries a request until it is accepted or permanently refused. With a
+/// `stop` token that is cancelled, gives up at the next retry and returns
+/// `None` (the caller keeps the data for later).
 async fn export_until_settled(
     settings: &Settings,
     client: &Client,
     prepared: &Prepared,
     sink: &str,
-) -> DeliveryStatus {
+    stop: Option<&CancellationToken>,
+) -> Option<DeliveryStatus> {
     let endpoints = settings.logs_endpoints.len();
     let mut endpoint = 0;
     let mut attempt: u32 = 0;
@@ -204,7 +354,7 @@ async fn export_until_settled(
                     );
                 }
                 debug!(sink, records = prepared.records, "exported");
-                return DeliveryStatus::Delivered;
+                return Some(DeliveryStatus::Delivered);
             }
             Err(Failure::Permanent { reason }) => {
                 error!(
@@ -213,9 +363,12 @@ async fn export_until_settled(
                     %reason,
                     "collector refused a batch permanently; dropping it"
                 );
-                return DeliveryStatus::Rejected;
+                return Some(DeliveryStatus::Rejected);
             }
             Err(Failure::Retryable { reason, delay }) => {
+                if stop.is_some_and(CancellationToken::is_cancelled) {
+                    return None;
+                }
                 let wait = delay.unwrap_or_else(|| backoff(settings, attempt));
                 // One line for the first failure, then one every ten, so a
                 // long outage does not flood the journal.
@@ -228,7 +381,13 @@ async fn export_until_settled(
                         "export failed; will retry"
                     );
                 }
-                tokio::time::sleep(wait).await;
+                match stop {
+                    Some(stop) => tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stop.cancelled() => return None,
+                    },
+                    None => tokio::time::sleep(wait).await,
+                }
                 attempt = attempt.saturating_add(1);
                 endpoint = (endpoint + 1) % endpoints;
             }

@@ -69,6 +69,61 @@ pub enum Command {
     Validate,
     /// Print the version and the component types this build supports.
     Version,
+    /// Wrap one CI step: run CMD, pass its output through (secrets masked),
+    /// and send every line and a step span, tagged with the job's identity,
+    /// to the local agent. Exits with CMD's exit code.
+    Exec(ExecArgs),
+    /// Write the man page or shell completions to standard output (used
+    /// when packaging).
+    #[command(hide = true, subcommand)]
+    Generate(Generate),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// The man page, tailguard(1), as roff.
+    Man {
+        /// Write tailguard.1 and a page per subcommand into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// The completion script for SHELL.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Pass output through unmasked (masking is on by default).
+    #[arg(long)]
+    pub no_mask: bool,
+
+    /// The agent's socket. Default: $TAILGUARD_DATA_DIR/exec.sock, else
+    /// /var/lib/tailguard/exec.sock.
+    #[arg(long, value_name = "PATH", env = "TAILGUARD_EXEC_SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// Name of the step span (default: the CI's job name, else CMD).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The command and its arguments, after `--`.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -115,11 +170,77 @@ fn dispatch(cli: Cli) -> u8 {
             exit::OK
         }
         Command::Validate => validate(&paths),
+        Command::Exec(args) => exec(args),
+        Command::Generate(what) => generate(&what),
         Command::Run(args) if args.print_default_config => {
-            print!("{}", config::EMBEDDED_DEFAULT);
+            print!("{}", config::embedded_default(&config::process_env));
             exit::OK
         }
         Command::Run(args) => run(&paths, &args, cli.log_level.as_deref()),
+    }
+}
+
+/// Writes the man page or a completion script (`tailguard generate`).
+fn generate(what: &Generate) -> u8 {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let written = match what {
+        Generate::Man { out_dir: None } => clap_mangen::Man::new(command).render(&mut out),
+        Generate::Man { out_dir: Some(dir) } => clap_mangen::generate_to(command, dir),
+        Generate::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut command, "tailguard", &mut out);
+            Ok(())
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: cannot write: {e}");
+            exit::RUNTIME
+        }
+    }
+}
+
+/// `tailguard exec`: runs the step, then ends the way it ended.
+fn exec(args: ExecArgs) -> u8 {
+    let data_dir = std::env::var_os("TAILGUARD_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
+    let socket = args
+        .socket
+        .unwrap_or_else(|| data_dir.join(crate::sources::ci_exec::DEFAULT_SOCKET_NAME));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tailguard exec: cannot start: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let options = crate::exec::ExecOptions {
+        command: args.command,
+        socket,
+        step_name: args.name,
+        job: crate::exec::JobInfo::default(),
+        masker: None,
+        data_dir,
+    };
+    let _ = args.no_mask;
+    let ended = runtime.block_on(crate::exec::run(options));
+    runtime.shutdown_background();
+    match ended {
+        crate::exec::Ended::Code(code) => u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+        crate::exec::Ended::Signal(signal) => crate::exec::reraise(signal),
     }
 }
 
@@ -207,12 +328,18 @@ fn run(paths: &ConfigPaths, args: &RunArgs, cli_level: Option<&str>) -> u8 {
     };
     let globals = Globals { data_dir };
     let context = Arc::new(crate::resource::host_context());
+    {
+        let _entered = runtime.enter();
+        crate::service::spawn_watchdog();
+    }
+    crate::service::notify_ready();
     let result = runtime.block_on(crate::topology::run(
         &config,
         globals,
         context,
         termination_signal(),
     ));
+    crate::service::notify_stopping();
     // Standard input is read on a blocking thread that may never return;
     // don't wait for it.
     runtime.shutdown_background();

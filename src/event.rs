@@ -164,9 +164,124 @@ pub struct TraceIds {
     pub span_id: [u8; 8],
 }
 
-/// One log line (or, later, a finding or span) on its way to the sinks.
+impl TraceIds {
+    /// Fresh random ids for a new trace.
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: nonzero_random(),
+            span_id: nonzero_random(),
+        }
+    }
+
+    /// A new span in the same trace.
+    pub fn child(&self) -> Self {
+        Self {
+            trace_id: self.trace_id,
+            span_id: nonzero_random(),
+        }
+    }
+
+    /// Parses a W3C `traceparent` header value
+    /// (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`).
+    pub fn from_traceparent(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version.len() != 2 || version == "ff" || flags.len() != 2 {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        let ids = Self {
+            trace_id: parse_hex(trace)?,
+            span_id: parse_hex(span)?,
+        };
+        let all_zero = |b: &[u8]| b.iter().all(|x| *x == 0);
+        (!all_zero(&ids.trace_id) && !all_zero(&ids.span_id)).then_some(ids)
+    }
+
+    /// The `traceparent` value naming this span as the parent (sampled).
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-01", hex(&self.trace_id), hex(&self.span_id))
+    }
+}
+
+fn nonzero_random<const N: usize>() -> [u8; N] {
+    loop {
+        let bytes: [u8; N] = std::array::from_fn(|_| rand::random());
+        if bytes.iter().any(|b| *b != 0) {
+            return bytes;
+        }
+    }
+}
+
+fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != N * 2
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Lower-case hex, as trace ids are written.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// OpenTelemetry span kind, the subset tailguard emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    Internal,
+    /// A pipeline run, as the CI/CD conventions ask.
+    Server,
+}
+
+/// How a span ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpanStatus {
+    Unset,
+    Ok,
+    Error(String),
+}
+
+/// A finished span: a pipeline run, job or step, a finding, an action.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanData {
+    pub name: String,
+    pub ids: TraceIds,
+    pub parent_span_id: Option<[u8; 8]>,
+    pub kind: SpanKind,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub status: SpanStatus,
+}
+
+/// What an event is. Logs carry their line in `body`; spans carry their
+/// timing and ids here and their attributes in `attributes`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventKind {
+    Log,
+    Span(Box<SpanData>),
+}
+
+/// One log line or span on its way to the sinks.
 #[derive(Debug)]
 pub struct Event {
+    pub kind: EventKind,
     /// The raw bytes of the line without its line terminator. Not required to
     /// be UTF-8: invalid bytes are kept, never dropped.
     pub body: Bytes,
@@ -186,9 +301,10 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event observed now, with no acknowledgement attached.
+    /// A new log event observed now, with no acknowledgement attached.
     pub fn new(body: impl Into<Bytes>, origin: Origin, context: Arc<Context>) -> Self {
         Self {
+            kind: EventKind::Log,
             body: body.into(),
             observed_at: SystemTime::now(),
             timestamp: None,
@@ -197,6 +313,24 @@ impl Event {
             context,
             trace: None,
             ack: None,
+        }
+    }
+
+    /// A finished span. Its `trace` is the span's own ids, so sinks that
+    /// group by trace need no special case.
+    pub fn span(span: SpanData, origin: Origin, context: Arc<Context>) -> Self {
+        let mut event = Self::new(Bytes::new(), origin, context);
+        event.timestamp = Some(span.start);
+        event.trace = Some(span.ids);
+        event.kind = EventKind::Span(Box::new(span));
+        event
+    }
+
+    /// The span data, if this event is a span.
+    pub fn as_span(&self) -> Option<&SpanData> {
+        match &self.kind {
+            EventKind::Span(span) => Some(span),
+            EventKind::Log => None,
         }
     }
 
@@ -215,6 +349,7 @@ impl Clone for Event {
     /// share, so the source hears back only when every copy is settled.
     fn clone(&self) -> Self {
         Self {
+            kind: self.kind.clone(),
             body: self.body.clone(),
             observed_at: self.observed_at,
             timestamp: self.timestamp,
@@ -247,6 +382,27 @@ mod tests {
         let keys: Vec<_> = attrs.iter().map(|(k, _)| k.to_string()).collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(attrs.get("a"), Some(&Value::Int(2)));
+    }
+
+    #[test]
+    fn traceparent_round_trips_and_rejects_invalid_values() {
+        let ids = TraceIds::new_root();
+        assert_eq!(TraceIds::from_traceparent(&ids.traceparent()), Some(ids));
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceIds::from_traceparent(valid).unwrap();
+        assert_eq!(hex(&parsed.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for invalid in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            assert_eq!(TraceIds::from_traceparent(invalid), None, "{invalid}");
+        }
+        assert_eq!(ids.child().trace_id, ids.trace_id);
+        assert_ne!(ids.child().span_id, ids.span_id);
     }
 
     #[test]

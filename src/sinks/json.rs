@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use base64::Engine;
 
-use crate::event::{Attributes, Event, Value};
+use crate::event::{Attributes, Event, SpanData, SpanKind, SpanStatus, Value};
 
 /// Appends one event as a JSON object and a newline to `out`.
 pub fn encode(event: &Event, include_resource: bool, out: &mut Vec<u8>) {
@@ -29,16 +29,9 @@ pub fn encode(event: &Event, include_resource: bool, out: &mut Vec<u8>) {
     write_time(event.observed_at, out);
     out.extend_from_slice(b",\"source\":");
     write_str(&event.origin.source, out);
-    out.extend_from_slice(b",\"body\":");
-    match std::str::from_utf8(&event.body) {
-        Ok(text) => write_str(text, out),
-        Err(_) => {
-            write_str(&String::from_utf8_lossy(&event.body), out);
-            out.extend_from_slice(b",\"body_base64\":\"");
-            let exact = base64::engine::general_purpose::STANDARD.encode(&event.body);
-            out.extend_from_slice(exact.as_bytes());
-            out.push(b'"');
-        }
+    match event.as_span() {
+        Some(span) => write_span(span, out),
+        None => write_body(&event.body, out),
     }
     out.extend_from_slice(b",\"attributes\":{");
     let mut first = true;
@@ -59,6 +52,53 @@ pub fn encode(event: &Event, include_resource: bool, out: &mut Vec<u8>) {
         out.push(b'}');
     }
     out.extend_from_slice(b"}\n");
+}
+
+fn write_body(body: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"body\":");
+    match std::str::from_utf8(body) {
+        Ok(text) => write_str(text, out),
+        Err(_) => {
+            write_str(&String::from_utf8_lossy(body), out);
+            out.extend_from_slice(b",\"body_base64\":\"");
+            let exact = base64::engine::general_purpose::STANDARD.encode(body);
+            out.extend_from_slice(exact.as_bytes());
+            out.push(b'"');
+        }
+    }
+}
+
+fn write_span(span: &SpanData, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"span\":{\"name\":");
+    write_str(&span.name, out);
+    out.extend_from_slice(b",\"kind\":");
+    write_str(
+        match span.kind {
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+        },
+        out,
+    );
+    if let Some(parent) = &span.parent_span_id {
+        out.extend_from_slice(b",\"parent_span_id\":\"");
+        write_hex(parent, out);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b",\"start\":");
+    write_time(span.start, out);
+    out.extend_from_slice(b",\"end\":");
+    write_time(span.end, out);
+    out.extend_from_slice(b",\"status\":");
+    match &span.status {
+        SpanStatus::Unset => write_str("unset", out),
+        SpanStatus::Ok => write_str("ok", out),
+        SpanStatus::Error(message) => {
+            write_str("error", out);
+            out.extend_from_slice(b",\"status_message\":");
+            write_str(message, out);
+        }
+    }
+    out.push(b'}');
 }
 
 fn write_attributes(attrs: &Attributes, first: &mut bool, out: &mut Vec<u8>) {

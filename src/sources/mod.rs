@@ -4,6 +4,7 @@
 //! function that turns it into a running task. This module is the registry
 //! that maps a `type = "..."` to both.
 
+pub mod ci_exec;
 pub mod stdin;
 
 use toml::de::ValueDeserializer;
@@ -15,11 +16,12 @@ use crate::topology::component::{ComponentTask, SourceContext};
 #[derive(Clone, Debug)]
 pub enum SourceConfig {
     Stdin(stdin::StdinConfig),
+    CiExec(ci_exec::CiExecConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source may have.
-    pub const TYPES: &'static [&'static str] = &["stdin"];
+    pub const TYPES: &'static [&'static str] = &["ci_exec", "stdin"];
 
     pub(crate) fn parse(
         type_name: &str,
@@ -27,6 +29,11 @@ impl SourceConfig {
     ) -> Result<Self, ComponentParseError> {
         match type_name {
             "stdin" => Ok(Self::Stdin(deserialize(options)?)),
+            "ci_exec" => {
+                let config: ci_exec::CiExecConfig = deserialize(options)?;
+                config.check().map_err(ComponentParseError::Check)?;
+                Ok(Self::CiExec(config))
+            }
             _ => Err(ComponentParseError::UnknownType(Self::TYPES)),
         }
     }
@@ -34,6 +41,7 @@ impl SourceConfig {
     pub fn build(&self, cx: SourceContext) -> anyhow::Result<ComponentTask> {
         match self {
             Self::Stdin(config) => Ok(stdin::build(config.clone(), cx)),
+            Self::CiExec(config) => ci_exec::build(config, cx),
         }
     }
 }

@@ -13,6 +13,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use prost::Message;
 
@@ -88,10 +94,31 @@ pub fn flatten(request: &ExportLogsServiceRequest) -> Vec<Received> {
     out
 }
 
+/// One span as received.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    pub name: String,
+    pub trace_id: Vec<u8>,
+    pub span_id: Vec<u8>,
+    pub parent_span_id: Vec<u8>,
+    pub attributes: Vec<(String, String)>,
+    pub status_code: i32,
+}
+
+impl ReceivedSpan {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// What a receiver has seen so far.
 #[derive(Default)]
 pub struct Log {
     pub records: Vec<Received>,
+    pub spans: Vec<ReceivedSpan>,
     /// Every request: when it arrived and the status answered.
     pub requests: Vec<(Instant, u16)>,
 }
@@ -113,6 +140,9 @@ impl Receiver {
     pub fn bodies(&self) -> Vec<String> {
         self.records().iter().map(Received::body_text).collect()
     }
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.log.lock().unwrap().spans.clone()
+    }
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -130,6 +160,36 @@ impl LogsService for Service {
         log.records.extend(flatten(request.get_ref()));
         log.requests.push((Instant::now(), 200));
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut log = self.0.lock().unwrap();
+        for rs in &request.get_ref().resource_spans {
+            for ss in &rs.scope_spans {
+                for span in &ss.spans {
+                    log.spans.push(ReceivedSpan {
+                        name: span.name.clone(),
+                        trace_id: span.trace_id.clone(),
+                        span_id: span.span_id.clone(),
+                        parent_span_id: span.parent_span_id.clone(),
+                        attributes: span
+                            .attributes
+                            .iter()
+                            .map(|kv| (kv.key.clone(), text(&kv.value)))
+                            .collect(),
+                        status_code: span.status.as_ref().map_or(0, |s| s.code),
+                    });
+                }
+            }
+        }
+        log.requests.push((Instant::now(), 200));
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
@@ -152,9 +212,13 @@ pub fn grpc_receiver_on(addr: SocketAddr) -> Receiver {
     let service = LogsServiceServer::new(Service(log.clone()))
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
+    let traces = TraceServiceServer::new(Service(log.clone()))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
     runtime.spawn(
         tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(traces)
             .serve_with_incoming(tokio_stream_from(listener)),
     );
     Receiver {

@@ -138,6 +138,8 @@ pub struct Settings {
     pub protocol: Protocol,
     /// Full URLs: for HTTP including `/v1/logs`.
     pub logs_endpoints: Vec<String>,
+    /// Full URLs: for HTTP including `/v1/traces`.
+    pub traces_endpoints: Vec<String>,
     pub compression: Compression,
     pub headers: Vec<(String, SecretString)>,
     pub timeout: Duration,
@@ -178,40 +180,8 @@ impl OtlpSinkConfig {
             },
         };
 
-        let mut logs_endpoints = Vec::new();
-        match &self.endpoint {
-            Some(base) => logs_endpoints.push(signal_url(protocol, base, "endpoint")?),
-            None => {
-                if let Some(full) =
-                    env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").filter(|v| !v.is_empty())
-                {
-                    // The per-signal variable is the full URL, used as is.
-                    check_url(&full, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")?;
-                    logs_endpoints.push(full);
-                } else if let Some(base) =
-                    env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.is_empty())
-                {
-                    logs_endpoints.push(signal_url(
-                        protocol,
-                        &base,
-                        "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    )?);
-                } else {
-                    let default = match protocol {
-                        Protocol::Grpc => "http://localhost:4317",
-                        Protocol::HttpProtobuf => "http://localhost:4318",
-                    };
-                    logs_endpoints.push(signal_url(protocol, default, "endpoint")?);
-                }
-            }
-        }
-        for (i, base) in self.failover_endpoints.iter().enumerate() {
-            logs_endpoints.push(signal_url(
-                protocol,
-                base,
-                &format!("failover_endpoints[{i}]"),
-            )?);
-        }
+        let logs_endpoints = self.endpoints(env, protocol, Signal::Logs)?;
+        let traces_endpoints = self.endpoints(env, protocol, Signal::Traces)?;
 
         let compression = match self.compression {
             Some(c) => c,
@@ -339,6 +309,7 @@ impl OtlpSinkConfig {
         Ok(Settings {
             protocol,
             logs_endpoints,
+            traces_endpoints,
             compression,
             headers,
             timeout,
@@ -348,6 +319,76 @@ impl OtlpSinkConfig {
             concurrency: self.concurrency,
             buffer: self.buffer.clone(),
         })
+    }
+}
+
+/// The two signals tailguard sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Logs,
+    Traces,
+}
+
+impl Signal {
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Logs => "/v1/logs",
+            Signal::Traces => "/v1/traces",
+        }
+    }
+
+    fn env_name(self) -> &'static str {
+        match self {
+            Signal::Logs => "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            Signal::Traces => "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        }
+    }
+}
+
+impl OtlpSinkConfig {
+    /// The signal's endpoints: the configured base (plus failovers), else
+    /// the per-signal variable as is, else the generic variable, else the
+    /// specification's default.
+    fn endpoints(
+        &self,
+        env: Env<'_>,
+        protocol: Protocol,
+        signal: Signal,
+    ) -> Result<Vec<String>, String> {
+        let mut endpoints = Vec::new();
+        match &self.endpoint {
+            Some(base) => endpoints.push(signal_url(protocol, signal, base, "endpoint")?),
+            None => {
+                if let Some(full) = env(signal.env_name()).filter(|v| !v.is_empty()) {
+                    check_url(&full, signal.env_name())?;
+                    endpoints.push(full);
+                } else if let Some(base) =
+                    env("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.is_empty())
+                {
+                    endpoints.push(signal_url(
+                        protocol,
+                        signal,
+                        &base,
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    )?);
+                } else {
+                    let default = match protocol {
+                        Protocol::Grpc => "http://localhost:4317",
+                        Protocol::HttpProtobuf => "http://localhost:4318",
+                    };
+                    endpoints.push(signal_url(protocol, signal, default, "endpoint")?);
+                }
+            }
+        }
+        for (i, base) in self.failover_endpoints.iter().enumerate() {
+            endpoints.push(signal_url(
+                protocol,
+                signal,
+                base,
+                &format!("failover_endpoints[{i}]"),
+            )?);
+        }
+        Ok(endpoints)
     }
 }
 
@@ -364,11 +405,16 @@ fn check_url(url: &str, origin: &str) -> Result<(), String> {
 }
 
 /// For HTTP, the base URL plus the signal's path; for gRPC the URL itself.
-fn signal_url(protocol: Protocol, base: &str, origin: &str) -> Result<String, String> {
+fn signal_url(
+    protocol: Protocol,
+    signal: Signal,
+    base: &str,
+    origin: &str,
+) -> Result<String, String> {
     check_url(base, origin)?;
     Ok(match protocol {
         Protocol::Grpc => base.to_string(),
-        Protocol::HttpProtobuf => format!("{}/v1/logs", base.trim_end_matches('/')),
+        Protocol::HttpProtobuf => format!("{}{}", base.trim_end_matches('/'), signal.path()),
     })
 }
 
@@ -427,6 +473,7 @@ mod tests {
         let s = config("").resolve(&env_of(&[])).unwrap();
         assert_eq!(s.protocol, Protocol::HttpProtobuf);
         assert_eq!(s.logs_endpoints, ["http://localhost:4318/v1/logs"]);
+        assert_eq!(s.traces_endpoints, ["http://localhost:4318/v1/traces"]);
         assert_eq!(s.compression, Compression::None);
         assert_eq!(s.timeout, Duration::from_secs(10));
     }

@@ -8,28 +8,105 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, span, status,
+};
 
-use crate::event::{Attributes, Context, Event, Value};
+use crate::event::{Attributes, Context, Event, SpanData, SpanKind, SpanStatus, Value};
 
 /// The instrumentation scope tailguard's records are reported under.
 pub const SCOPE_NAME: &str = "tailguard";
 
-/// Builds one export request from a batch of events.
-pub fn logs_request(events: &[Event]) -> ExportLogsServiceRequest {
-    let mut groups: Vec<(&Arc<Context>, Vec<LogRecord>)> = Vec::new();
+/// Groups items by their event's resource, keeping first-seen order.
+fn by_resource<'a, T>(
+    events: impl Iterator<Item = &'a Event>,
+    mut item: impl FnMut(&'a Event) -> T,
+) -> Vec<(&'a Arc<Context>, Vec<T>)> {
+    let mut groups: Vec<(&Arc<Context>, Vec<T>)> = Vec::new();
     for event in events {
-        let record = log_record(event);
+        let value = item(event);
         let group = groups.iter_mut().find(|(context, _)| {
             Arc::ptr_eq(context, &event.context) || context.resource == event.context.resource
         });
         match group {
-            Some((_, records)) => records.push(record),
-            None => groups.push((&event.context, vec![record])),
+            Some((_, items)) => items.push(value),
+            None => groups.push((&event.context, vec![value])),
         }
     }
+    groups
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: SCOPE_NAME.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..InstrumentationScope::default()
+    }
+}
+
+/// Builds one traces export request from the span events of a batch.
+pub fn traces_request<'a>(events: impl Iterator<Item = &'a Event>) -> ExportTraceServiceRequest {
+    let groups = by_resource(events.filter(|e| e.as_span().is_some()), |event| {
+        span(event, event.as_span().expect("filtered to spans"))
+    });
+    ExportTraceServiceRequest {
+        resource_spans: groups
+            .into_iter()
+            .map(|(context, spans)| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: key_values(&context.resource),
+                    ..Resource::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope()),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            })
+            .collect(),
+    }
+}
+
+fn span(event: &Event, data: &SpanData) -> Span {
+    let mut attributes = key_values(&event.attributes);
+    attributes.extend(key_values(&event.context.identity));
+    attributes.push(key_value(
+        "tailguard.source",
+        &Value::String(event.origin.source.clone()),
+    ));
+    let (code, message) = match &data.status {
+        SpanStatus::Unset => (status::StatusCode::Unset, String::new()),
+        SpanStatus::Ok => (status::StatusCode::Ok, String::new()),
+        SpanStatus::Error(message) => (status::StatusCode::Error, message.clone()),
+    };
+    Span {
+        trace_id: data.ids.trace_id.to_vec(),
+        span_id: data.ids.span_id.to_vec(),
+        parent_span_id: data.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
+        name: data.name.clone(),
+        kind: match data.kind {
+            SpanKind::Internal => span::SpanKind::Internal,
+            SpanKind::Server => span::SpanKind::Server,
+        } as i32,
+        start_time_unix_nano: unix_nanos(data.start),
+        end_time_unix_nano: unix_nanos(data.end),
+        attributes,
+        status: Some(Status {
+            code: code as i32,
+            message,
+        }),
+        ..Span::default()
+    }
+}
+
+/// Builds one logs export request from the log events of a batch.
+pub fn logs_request<'a>(events: impl Iterator<Item = &'a Event>) -> ExportLogsServiceRequest {
+    let groups = by_resource(events.filter(|e| e.as_span().is_none()), log_record);
     ExportLogsServiceRequest {
         resource_logs: groups
             .into_iter()
@@ -39,11 +116,7 @@ pub fn logs_request(events: &[Event]) -> ExportLogsServiceRequest {
                     ..Resource::default()
                 }),
                 scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: SCOPE_NAME.into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..InstrumentationScope::default()
-                    }),
+                    scope: Some(scope()),
                     log_records,
                     schema_url: String::new(),
                 }],
@@ -130,7 +203,7 @@ mod tests {
         let a_again = context("a");
         let b = context("b");
         let events = [event(b"1", &a), event(b"2", &b), event(b"3", &a_again)];
-        let request = logs_request(&events);
+        let request = logs_request(events.iter());
         assert_eq!(request.resource_logs.len(), 2);
         let first = &request.resource_logs[0];
         assert_eq!(first.scope_logs[0].log_records.len(), 2);
@@ -149,7 +222,7 @@ mod tests {
             trace_id: [7; 16],
             span_id: [9; 8],
         });
-        let request = logs_request(std::slice::from_ref(&e));
+        let request = logs_request(std::iter::once(&e));
         let record = &request.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(
             record.body.as_ref().unwrap().value,

@@ -28,19 +28,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use prost::Message;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::ack::{AckRef, DeliveryStatus};
-use crate::event::{Event, settle_all};
+use crate::event::Event;
 use crate::sinks::disk_buffer::{self, DiskBufferConfig};
 use crate::topology::component::{ComponentTask, SinkContext};
 use config::{BufferConfig, OtlpSinkConfig, Settings};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use transport::{Client, Failure, Prepared};
+use transport::{Client, Failure, Payload, Prepared};
 
 pub use config::OtlpSinkConfig as Config;
 
@@ -186,23 +184,43 @@ fn send(
     in_flight: &mut JoinSet<()>,
     sink: &Arc<str>,
 ) {
-    let mut events = pending.take_batch(&settings.batch);
-    if events.is_empty() {
-        return;
+    let events = pending.take_batch(&settings.batch);
+    for (payload, acks, records) in split_by_signal(events) {
+        let prepared = client.prepare(payload, records);
+        let (settings, client, sink) = (Arc::clone(settings), Arc::clone(client), Arc::clone(sink));
+        in_flight.spawn(async move {
+            let status = export_until_settled(&settings, &client, &prepared, &sink, None)
+                .await
+                .unwrap_or(DeliveryStatus::Errored);
+            for ack in acks {
+                ack.settle(status);
+            }
+        });
     }
-    let request = encode::logs_request(&events);
-    let acks: Vec<AckRef> = events.iter_mut().filter_map(|e| e.ack.take()).collect();
-    let prepared = client.prepare(request, events.len());
-    drop(events);
-    let (settings, client, sink) = (Arc::clone(settings), Arc::clone(client), Arc::clone(sink));
-    in_flight.spawn(async move {
-        let status = export_until_settled(&settings, &client, &prepared, &sink, None)
-            .await
-            .unwrap_or(DeliveryStatus::Errored);
-        for ack in acks {
-            ack.settle(status);
-        }
-    });
+}
+
+/// Encodes a batch into one request per signal present (logs, spans), each
+/// with the acknowledgements of its events. The events themselves are
+/// released here; only their acknowledgements wait for the collector.
+fn split_by_signal(mut events: Vec<Event>) -> Vec<(Payload, Vec<AckRef>, usize)> {
+    let spans = events.iter().filter(|e| e.as_span().is_some()).count();
+    let logs = events.len() - spans;
+    let mut out = Vec::with_capacity(2);
+    if logs > 0 {
+        let request = encode::logs_request(events.iter());
+        let acks = events
+            .iter_mut()
+            .filter(|e| e.as_span().is_none())
+            .filter_map(|e| e.ack.take())
+            .collect();
+        out.push((Payload::Logs(request), acks, logs));
+    }
+    if spans > 0 {
+        let request = encode::traces_request(events.iter());
+        let acks = events.iter_mut().filter_map(|e| e.ack.take()).collect();
+        out.push((Payload::Traces(request), acks, spans));
+    }
+    out
 }
 
 /// The disk-buffered variant of [`run`]: intake writes to disk and
@@ -257,17 +275,19 @@ async fn run_with_disk_buffer(
 }
 
 /// Encodes a batch, appends it to the disk buffer and acknowledges it.
-async fn store(writer: &mut disk_buffer::Writer, mut events: Vec<Event>) -> anyhow::Result<()> {
-    if events.is_empty() {
-        return Ok(());
+async fn store(writer: &mut disk_buffer::Writer, events: Vec<Event>) -> anyhow::Result<()> {
+    for (payload, acks, records) in split_by_signal(events) {
+        let count = u32::try_from(records).unwrap_or(u32::MAX);
+        let stored = writer.append(&payload.to_tagged_bytes(), count).await;
+        let status = match stored {
+            Ok(()) => DeliveryStatus::Delivered,
+            Err(_) => DeliveryStatus::Errored,
+        };
+        for ack in acks {
+            ack.settle(status);
+        }
+        stored.context("cannot write to the disk buffer")?;
     }
-    let payload = encode::logs_request(&events).encode_to_vec();
-    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
-    if let Err(e) = writer.append(&payload, count).await {
-        settle_all(&mut events, DeliveryStatus::Errored);
-        return Err(e).context("cannot write to the disk buffer");
-    }
-    settle_all(&mut events, DeliveryStatus::Delivered);
     Ok(())
 }
 
@@ -290,15 +310,15 @@ async fn export_from_disk(
                     reading = false;
                     continue;
                 };
-                let request = match ExportLogsServiceRequest::decode(&entry.payload[..]) {
-                    Ok(request) => request,
+                let payload = match Payload::from_tagged_bytes(&entry.payload) {
+                    Ok(payload) => payload,
                     Err(e) => {
                         error!(sink = %sink, error = %e, "undecodable record in the disk buffer; skipping it");
                         reader.delivered(entry.id)?;
                         continue;
                     }
                 };
-                let prepared = client.prepare(request, entry.count as usize);
+                let prepared = client.prepare(payload, entry.count as usize);
                 let (settings, client, sink, stop) =
                     (Arc::clone(&settings), Arc::clone(&client), Arc::clone(&sink), stop_retrying.clone());
                 in_flight.spawn(async move {

@@ -15,12 +15,16 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
 
-use super::config::{Compression, Protocol, Settings};
+use super::config::{Compression, Protocol, Settings, Signal};
 
 /// The longest server-requested delay we accept; a larger one is capped so
 /// a misbehaving server cannot park the pipeline indefinitely.
@@ -45,9 +49,55 @@ pub enum Failure {
     Permanent { reason: String },
 }
 
+/// One export request of either signal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Logs(ExportLogsServiceRequest),
+    Traces(ExportTraceServiceRequest),
+}
+
+impl Payload {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Payload::Logs(_) => Signal::Logs,
+            Payload::Traces(_) => Signal::Traces,
+        }
+    }
+
+    /// Protobuf bytes behind a one-byte signal tag: the disk buffer's
+    /// record format.
+    pub fn to_tagged_bytes(&self) -> Vec<u8> {
+        let (tag, mut body) = match self {
+            Payload::Logs(r) => (0u8, r.encode_to_vec()),
+            Payload::Traces(r) => (1u8, r.encode_to_vec()),
+        };
+        body.insert(0, tag);
+        body
+    }
+
+    pub fn from_tagged_bytes(bytes: &[u8]) -> Result<Self, String> {
+        match bytes.split_first() {
+            Some((0, body)) => ExportLogsServiceRequest::decode(body)
+                .map(Payload::Logs)
+                .map_err(|e| e.to_string()),
+            Some((1, body)) => ExportTraceServiceRequest::decode(body)
+                .map(Payload::Traces)
+                .map_err(|e| e.to_string()),
+            _ => Err("unknown signal tag".into()),
+        }
+    }
+
+    fn encode_to_vec(&self) -> Vec<u8> {
+        match self {
+            Payload::Logs(r) => r.encode_to_vec(),
+            Payload::Traces(r) => r.encode_to_vec(),
+        }
+    }
+}
+
 /// A request encoded once and reused for every attempt.
 pub struct Prepared {
-    pub request: ExportLogsServiceRequest,
+    pub payload: Payload,
     /// The HTTP body, compressed as configured.
     http_body: Option<Bytes>,
     pub records: usize,
@@ -59,9 +109,15 @@ pub enum Client {
         compression: Compression,
     },
     Grpc {
-        channels: Vec<Channel>,
+        channels: GrpcChannels,
         compression: Compression,
     },
+}
+
+/// One lazily connected channel per endpoint and signal.
+pub struct GrpcChannels {
+    logs: Vec<Channel>,
+    traces: Vec<Channel>,
 }
 
 impl Client {
@@ -105,8 +161,7 @@ impl Client {
                 })
             }
             Protocol::Grpc => {
-                let mut channels = Vec::new();
-                for endpoint in &settings.logs_endpoints {
+                let channel = |endpoint: &String| -> anyhow::Result<Channel> {
                     let mut ep = Channel::from_shared(endpoint.clone())?
                         .timeout(settings.timeout)
                         .connect_timeout(settings.timeout);
@@ -125,10 +180,21 @@ impl Client {
                         }
                         ep = ep.tls_config(tls_config)?;
                     }
-                    channels.push(ep.connect_lazy());
-                }
+                    Ok(ep.connect_lazy())
+                };
                 Ok(Client::Grpc {
-                    channels,
+                    channels: GrpcChannels {
+                        logs: settings
+                            .logs_endpoints
+                            .iter()
+                            .map(channel)
+                            .collect::<anyhow::Result<_>>()?,
+                        traces: settings
+                            .traces_endpoints
+                            .iter()
+                            .map(channel)
+                            .collect::<anyhow::Result<_>>()?,
+                    },
                     compression: settings.compression,
                 })
             }
@@ -136,16 +202,15 @@ impl Client {
     }
 
     /// Encodes a request once for all its attempts.
-    pub fn prepare(&self, request: ExportLogsServiceRequest, records: usize) -> Prepared {
+    pub fn prepare(&self, payload: Payload, records: usize) -> Prepared {
         let http_body = match self {
             Client::Http { compression, .. } => {
-                let raw = request.encode_to_vec();
-                Some(Bytes::from(compress(*compression, raw)))
+                Some(Bytes::from(compress(*compression, payload.encode_to_vec())))
             }
             Client::Grpc { .. } => None,
         };
         Prepared {
-            request,
+            payload,
             http_body,
             records,
         }
@@ -163,7 +228,10 @@ impl Client {
                 client,
                 compression,
             } => {
-                let url = &settings.logs_endpoints[endpoint];
+                let url = match prepared.payload.signal() {
+                    Signal::Logs => &settings.logs_endpoints[endpoint],
+                    Signal::Traces => &settings.traces_endpoints[endpoint],
+                };
                 let mut request = client
                     .post(url)
                     .header("content-type", "application/x-protobuf")
@@ -182,42 +250,76 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
                 let body = response.bytes().await.unwrap_or_default();
-                classify_http(status.as_u16(), retry_after, &body)
+                classify_http(
+                    prepared.payload.signal(),
+                    status.as_u16(),
+                    retry_after,
+                    &body,
+                )
             }
             Client::Grpc {
                 channels,
                 compression,
             } => {
-                let mut client = LogsServiceClient::new(channels[endpoint].clone())
-                    .max_decoding_message_size(16 * 1024 * 1024);
-                match compression {
-                    Compression::Gzip => {
-                        client = client
-                            .send_compressed(CompressionEncoding::Gzip)
-                            .accept_compressed(CompressionEncoding::Gzip);
+                let channel = match prepared.payload.signal() {
+                    Signal::Logs => channels.logs[endpoint].clone(),
+                    Signal::Traces => channels.traces[endpoint].clone(),
+                };
+                let encoding = match compression {
+                    Compression::Gzip => Some(CompressionEncoding::Gzip),
+                    Compression::Zstd => Some(CompressionEncoding::Zstd),
+                    Compression::None => None,
+                };
+                let result = match &prepared.payload {
+                    Payload::Logs(request) => {
+                        let mut client = LogsServiceClient::new(channel)
+                            .max_decoding_message_size(16 * 1024 * 1024);
+                        if let Some(encoding) = encoding {
+                            client = client.send_compressed(encoding).accept_compressed(encoding);
+                        }
+                        client
+                            .export(with_headers(request.clone(), settings))
+                            .await
+                            .map(|r| accepted(r.into_inner()))
                     }
-                    Compression::Zstd => {
-                        client = client
-                            .send_compressed(CompressionEncoding::Zstd)
-                            .accept_compressed(CompressionEncoding::Zstd);
+                    Payload::Traces(request) => {
+                        let mut client = TraceServiceClient::new(channel)
+                            .max_decoding_message_size(16 * 1024 * 1024);
+                        if let Some(encoding) = encoding {
+                            client = client.send_compressed(encoding).accept_compressed(encoding);
+                        }
+                        client
+                            .export(with_headers(request.clone(), settings))
+                            .await
+                            .map(|r| accepted_traces(r.into_inner()))
                     }
-                    Compression::None => {}
-                }
-                let mut request = tonic::Request::new(prepared.request.clone());
-                for (name, value) in &settings.headers {
-                    if let (Ok(key), Ok(value)) = (
-                        tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
-                        tonic::metadata::MetadataValue::try_from(value.0.as_str()),
-                    ) {
-                        request.metadata_mut().insert(key, value);
-                    }
-                }
-                match client.export(request).await {
-                    Ok(response) => Ok(accepted(response.into_inner())),
-                    Err(status) => Err(classify_grpc(&status)),
-                }
+                };
+                result.map_err(|status| classify_grpc(&status))
             }
         }
+    }
+}
+
+fn with_headers<T>(message: T, settings: &Settings) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for (name, value) in &settings.headers {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(name.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.0.as_str()),
+        ) {
+            request.metadata_mut().insert(key, value);
+        }
+    }
+    request
+}
+
+fn accepted_traces(response: ExportTraceServiceResponse) -> Accepted {
+    match response.partial_success {
+        Some(partial) => Accepted {
+            rejected_records: partial.rejected_spans,
+            message: partial.error_message,
+        },
+        None => Accepted::default(),
     }
 }
 
@@ -252,14 +354,17 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 pub fn classify_http(
+    signal: Signal,
     status: u16,
     retry_after: Option<Duration>,
     body: &[u8],
 ) -> Result<Accepted, Failure> {
     match status {
-        200..=299 => Ok(ExportLogsServiceResponse::decode(body)
-            .map(accepted)
-            .unwrap_or_default()),
+        200..=299 => Ok(match signal {
+            Signal::Logs => ExportLogsServiceResponse::decode(body).map(accepted),
+            Signal::Traces => ExportTraceServiceResponse::decode(body).map(accepted_traces),
+        }
+        .unwrap_or_default()),
         429 | 502 | 503 | 504 => Err(Failure::Retryable {
             reason: format!("HTTP {status}"),
             delay: retry_after.map(|d| d.min(MAX_SERVER_DELAY)),
@@ -361,21 +466,21 @@ mod tests {
     fn http_statuses_follow_the_specification() {
         for status in [429, 502, 503, 504] {
             assert!(matches!(
-                classify_http(status, None, b""),
+                classify_http(Signal::Logs, status, None, b""),
                 Err(Failure::Retryable { .. })
             ));
         }
         for status in [400, 401, 403, 404, 413, 500, 501] {
             assert!(
                 matches!(
-                    classify_http(status, None, b""),
+                    classify_http(Signal::Logs, status, None, b""),
                     Err(Failure::Permanent { .. })
                 ),
                 "{status}"
             );
         }
         let Err(Failure::Retryable { delay, .. }) =
-            classify_http(503, Some(Duration::from_secs(7)), b"")
+            classify_http(Signal::Logs, 503, Some(Duration::from_secs(7)), b"")
         else {
             panic!("retryable expected");
         };
@@ -392,7 +497,7 @@ mod tests {
                 },
             ),
         };
-        let accepted = classify_http(200, None, &response.encode_to_vec()).unwrap();
+        let accepted = classify_http(Signal::Logs, 200, None, &response.encode_to_vec()).unwrap();
         assert_eq!(accepted.rejected_records, 3);
         assert_eq!(accepted.message, "too old");
     }

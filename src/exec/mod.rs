@@ -1,0 +1,510 @@
+//! `tailguard exec -- CMD ARGS...`: wraps one CI step.
+//!
+//! The command runs with its standard input inherited and its output piped
+//! through tailguard, line by line, to tailguard's own stdout and stderr:
+//! byte for byte, except that detected secrets are masked when masking is
+//! on. Every line, plus a span for the step (start, end, exit code ->
+//! result), goes to the local agent's `ci_exec` source over a unix socket,
+//! with the job's context. When no agent listens and
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the wrapper exports to that
+//! collector itself.
+//!
+//! The wrapper must never break the build it wraps: its own problems are
+//! warnings on stderr, and it exits with the command's exit code (or dies of
+//! the command's signal).
+//!
+//! A line paused mid-way for longer than [`PARTIAL_LINE_DELAY`] (a prompt,
+//! a progress bar) is passed through in pieces; masking then applies to each
+//! piece, so a secret split across such a pause can be masked only in part
+//! in the passed-through output. The agent always receives whole lines.
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use crate::event::{TraceIds, hex};
+use wire::{Message, WireValue};
+
+/// How long a partial line may wait for its newline before what there is
+/// passes through.
+pub const PARTIAL_LINE_DELAY: Duration = Duration::from_millis(100);
+
+/// How long delivery to the agent may stall before the wrapper stops
+/// sending (and says so) rather than stall the build.
+const AGENT_STALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// Replaces secrets in a piece of output before it is passed through.
+pub trait Masker: Send + Sync {
+    fn mask<'a>(&self, text: &'a [u8]) -> std::borrow::Cow<'a, [u8]>;
+}
+
+/// What the wrapper knows about the job it runs in.
+#[derive(Clone, Debug, Default)]
+pub struct JobInfo {
+    /// Job and identity attributes, sent once per connection.
+    pub attributes: BTreeMap<String, String>,
+    /// Worker attributes for the resource.
+    pub resource: BTreeMap<String, String>,
+    /// The task's name for the span name, when the CI names it.
+    pub task_name: Option<String>,
+}
+
+pub struct ExecOptions {
+    pub command: Vec<OsString>,
+    /// The agent's socket.
+    pub socket: PathBuf,
+    /// A name for the step span; default: the CI's task name, else the
+    /// command's file name.
+    pub step_name: Option<String>,
+    pub job: JobInfo,
+    pub masker: Option<Arc<dyn Masker>>,
+    /// Where state lives, for the direct-export fallback's buffers.
+    pub data_dir: PathBuf,
+}
+
+/// How the wrapped command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Runs the command; returns how it ended. The caller exits accordingly.
+pub async fn run(options: ExecOptions) -> Ended {
+    let parent = std::env::var("TRACEPARENT")
+        .ok()
+        .and_then(|v| TraceIds::from_traceparent(&v));
+    let ids = parent.map_or_else(TraceIds::new_root, |p| p.child());
+    let program = options.command[0].clone();
+    let step_name = options
+        .step_name
+        .clone()
+        .or(options.job.task_name.clone())
+        .unwrap_or_else(|| {
+            PathBuf::from(&program)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "step".into())
+        });
+
+    let (events_tx, events_rx) = mpsc::channel::<Message>(4096);
+    let delivery = tokio::spawn(deliver(
+        options.socket.clone(),
+        options.job.clone(),
+        options.data_dir.clone(),
+        events_rx,
+    ));
+
+    let start = SystemTime::now();
+    let mut command = tokio::process::Command::new(&program);
+    command
+        .args(&options.command[1..])
+        .env("TRACEPARENT", ids.traceparent())
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!(
+                "tailguard exec: cannot run {}: {e}",
+                program.to_string_lossy()
+            );
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            let ended = Ended::Code(code);
+            let _ = events_tx
+                .send(step_span(&step_name, &ids, parent, start, ended, &program))
+                .await;
+            drop(events_tx);
+            let _ = delivery.await;
+            return ended;
+        }
+    };
+    let pid = child.id();
+
+    let stdout = pump(
+        child.stdout.take().expect("piped"),
+        tokio::io::stdout(),
+        "stdout",
+        ids,
+        options.masker.clone(),
+        events_tx.clone(),
+    );
+    let stderr = pump(
+        child.stderr.take().expect("piped"),
+        tokio::io::stderr(),
+        "stderr",
+        ids,
+        options.masker.clone(),
+        events_tx.clone(),
+    );
+    let forwarding = tokio::spawn(forward_signals(pid));
+    let (status, _, _) = tokio::join!(child.wait(), stdout, stderr);
+    forwarding.abort();
+    let ended = match status {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(code), _) => Ended::Code(code),
+                (None, Some(signal)) => Ended::Signal(signal),
+                (None, None) => Ended::Code(1),
+            }
+        }
+        Err(e) => {
+            eprintln!("tailguard exec: lost track of the command: {e}");
+            Ended::Code(1)
+        }
+    };
+    let _ = events_tx
+        .send(step_span(&step_name, &ids, parent, start, ended, &program))
+        .await;
+    drop(events_tx);
+    let _ = delivery.await;
+    ended
+}
+
+/// The semantic-convention result of a step that ended this way.
+pub fn task_result(ended: Ended) -> &'static str {
+    match ended {
+        Ended::Code(0) => "success",
+        Ended::Code(_) => "failure",
+        Ended::Signal(signal)
+            if signal == libc_signal::SIGINT || signal == libc_signal::SIGTERM =>
+        {
+            "cancellation"
+        }
+        Ended::Signal(_) => "error",
+    }
+}
+
+mod libc_signal {
+    pub const SIGINT: i32 = nix::sys::signal::Signal::SIGINT as i32;
+    pub const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
+}
+
+fn step_span(
+    name: &str,
+    ids: &TraceIds,
+    parent: Option<TraceIds>,
+    start: SystemTime,
+    ended: Ended,
+    program: &OsString,
+) -> Message {
+    let result = task_result(ended);
+    let mut attributes = BTreeMap::new();
+    attributes.insert(
+        "cicd.pipeline.task.run.result".into(),
+        WireValue::String(result.into()),
+    );
+    attributes.insert(
+        "cicd.pipeline.action.name".into(),
+        WireValue::String("RUN".into()),
+    );
+    // The executable's name only: arguments often carry tokens.
+    attributes.insert(
+        "process.executable.name".into(),
+        WireValue::String(
+            PathBuf::from(program)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+    );
+    let (status, status_message) = match ended {
+        Ended::Code(0) => ("ok", None),
+        Ended::Code(code) => {
+            attributes.insert("process.exit.code".into(), WireValue::Int(code.into()));
+            ("error", Some(format!("exit code {code}")))
+        }
+        Ended::Signal(signal) => {
+            attributes.insert("process.exit.signal".into(), WireValue::Int(signal.into()));
+            ("error", Some(format!("killed by signal {signal}")))
+        }
+    };
+    Message::Span {
+        name: format!("RUN {name}"),
+        trace_id: hex(&ids.trace_id),
+        span_id: hex(&ids.span_id),
+        parent_span_id: parent.map(|p| hex(&p.span_id)),
+        start_unix_nanos: wire::unix_nanos(start),
+        end_unix_nanos: wire::unix_nanos(SystemTime::now()),
+        status: status.into(),
+        status_message,
+        attributes,
+    }
+}
+
+/// Copies one output stream through, line by line, and reports each line.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    stream: &'static str,
+    ids: TraceIds,
+    masker: Option<Arc<dyn Masker>>,
+    events: mpsc::Sender<Message>,
+) {
+    let mut line: Vec<u8> = Vec::new();
+    // How much of `line` has already been passed through (a paused line).
+    let mut passed = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut agent_ok = true;
+    loop {
+        let waiting_partial = line.len() > passed;
+        let read = tokio::select! {
+            read = from.read(&mut chunk) => read,
+            () = tokio::time::sleep(PARTIAL_LINE_DELAY), if waiting_partial => {
+                pass_through(&mut to, &line[passed..], masker.as_deref()).await;
+                passed = line.len();
+                continue;
+            }
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut rest = &chunk[..n];
+        while let Some(newline) = memchr::memchr(b'\n', rest) {
+            line.extend_from_slice(&rest[..=newline]);
+            rest = &rest[newline + 1..];
+            pass_through(&mut to, &line[passed..], masker.as_deref()).await;
+            let body = line.strip_suffix(b"\n").unwrap_or(&line);
+            let body = body.strip_suffix(b"\r").unwrap_or(body);
+            report(
+                &events,
+                Message::log(body, stream, &ids, SystemTime::now()),
+                &mut agent_ok,
+            )
+            .await;
+            line.clear();
+            passed = 0;
+        }
+        line.extend_from_slice(rest);
+    }
+    if line.len() > passed {
+        pass_through(&mut to, &line[passed..], masker.as_deref()).await;
+    }
+    if !line.is_empty() {
+        report(
+            &events,
+            Message::log(&line, stream, &ids, SystemTime::now()),
+            &mut agent_ok,
+        )
+        .await;
+    }
+}
+
+async fn pass_through(
+    to: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+    masker: Option<&dyn Masker>,
+) {
+    let bytes = match masker {
+        Some(m) => m.mask(bytes),
+        None => std::borrow::Cow::Borrowed(bytes),
+    };
+    // A closed stdout (the CI stopped reading) must not stop the command.
+    let _ = to.write_all(&bytes).await;
+    let _ = to.flush().await;
+}
+
+async fn report(events: &mpsc::Sender<Message>, message: Message, agent_ok: &mut bool) {
+    if !*agent_ok {
+        return;
+    }
+    if events
+        .send_timeout(message, AGENT_STALL_LIMIT)
+        .await
+        .is_err()
+    {
+        *agent_ok = false;
+        eprintln!(
+            "tailguard exec: the agent stopped taking events; the rest of this step is not recorded"
+        );
+    }
+}
+
+/// Passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the command.
+async fn forward_signals(pid: Option<u32>) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use tokio::signal::unix::{SignalKind, signal};
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw) else {
+        return;
+    };
+    let kinds = [
+        (SignalKind::interrupt(), Signal::SIGINT),
+        (SignalKind::terminate(), Signal::SIGTERM),
+        (SignalKind::hangup(), Signal::SIGHUP),
+        (SignalKind::quit(), Signal::SIGQUIT),
+    ];
+    let mut streams = Vec::new();
+    for (kind, sig) in kinds {
+        if let Ok(stream) = signal(kind) {
+            streams.push((stream, sig));
+        }
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for (mut stream, sig) in streams {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    while let Some(sig) = rx.recv().await {
+        let _ = kill(pid, sig);
+    }
+}
+
+/// Sends the step's messages to the agent, or straight to a collector.
+async fn deliver(
+    socket: PathBuf,
+    job: JobInfo,
+    data_dir: PathBuf,
+    mut events: mpsc::Receiver<Message>,
+) {
+    let hello = Message::Job {
+        version: wire::VERSION,
+        attributes: job.attributes.clone(),
+        resource: job.resource.clone(),
+    };
+    match UnixStream::connect(&socket).await {
+        Ok(mut stream) => {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            let mut first = Some(hello);
+            loop {
+                buf.clear();
+                if let Some(hello) = first.take() {
+                    encode_line(&hello, &mut buf);
+                }
+                let Some(message) = events.recv().await else {
+                    if !buf.is_empty() {
+                        let _ = stream.write_all(&buf).await;
+                    }
+                    break;
+                };
+                encode_line(&message, &mut buf);
+                while let Ok(more) = events.try_recv() {
+                    encode_line(&more, &mut buf);
+                    if buf.len() > 256 * 1024 {
+                        break;
+                    }
+                }
+                if let Err(e) = stream.write_all(&buf).await {
+                    eprintln!(
+                        "tailguard exec: lost the agent at {} ({e}); the rest of this step is not recorded",
+                        socket.display()
+                    );
+                    // Keep draining so the command is never blocked.
+                    while events.recv().await.is_some() {}
+                    break;
+                }
+            }
+            let _ = stream.shutdown().await;
+        }
+        Err(_) => direct::export(job, data_dir, events, &socket).await,
+    }
+}
+
+fn encode_line(message: &Message, buf: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *buf, message).expect("messages always serialize");
+    buf.push(b'\n');
+}
+
+/// The fallback when no agent listens: export to the collector named by
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, through the same OTLP sink the agent uses.
+mod direct {
+    use super::*;
+    use crate::event::Origin;
+    use crate::topology::component::{Globals, SinkContext};
+
+    /// How long the wrapper waits for the collector after the step ended.
+    const FLUSH_LIMIT: Duration = Duration::from_secs(10);
+
+    pub async fn export(
+        job: JobInfo,
+        data_dir: PathBuf,
+        mut events: mpsc::Receiver<Message>,
+        socket: &std::path::Path,
+    ) {
+        let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let sink = endpoint.and_then(|_| {
+            let config: crate::sinks::otlp::Config = toml::from_str("").ok()?;
+            let (tx, rx) = mpsc::channel(64);
+            let cx = SinkContext {
+                name: Arc::from("exec"),
+                globals: Globals { data_dir },
+                input: rx,
+            };
+            match crate::sinks::otlp::build(&config, cx) {
+                Ok(task) => Some((tx, tokio::spawn(task))),
+                Err(e) => {
+                    eprintln!("tailguard exec: cannot export to the collector: {e:#}");
+                    None
+                }
+            }
+        });
+        let Some((tx, task)) = sink else {
+            eprintln!(
+                "tailguard exec: no agent at {} and no OTEL_EXPORTER_OTLP_ENDPOINT; this step's events are not recorded",
+                socket.display()
+            );
+            while events.recv().await.is_some() {}
+            return;
+        };
+        let mut context = crate::resource::host_context();
+        for (k, v) in job.resource {
+            context.resource.insert(k, v);
+        }
+        for (k, v) in job.attributes {
+            context.identity.insert(k, v);
+        }
+        let context = Arc::new(context);
+        let origin = Origin {
+            source: Arc::from("exec"),
+            ..Origin::default()
+        };
+        while let Some(message) = events.recv().await {
+            if let Some(event) = crate::sources::ci_exec::to_event(&message, &origin, &context) {
+                let _ = tx.send(vec![event]).await;
+            }
+        }
+        drop(tx);
+        if tokio::time::timeout(FLUSH_LIMIT, task).await.is_err() {
+            eprintln!(
+                "tailguard exec: the collector did not take this step's events within {FLUSH_LIMIT:?}"
+            );
+        }
+    }
+}
+
+/// Dies of `signal` the way the command did, so the CI sees the same end.
+pub fn reraise(signal: i32) -> ! {
+    use nix::sys::signal::{SigHandler, Signal, raise, signal as set_handler};
+    if let Ok(sig) = Signal::try_from(signal) {
+        // SAFETY: restoring the default disposition has no handler to race.
+        unsafe {
+            let _ = set_handler(sig, SigHandler::SigDfl);
+        }
+        let _ = raise(sig);
+    }
+    std::process::exit(128 + signal);
+}

@@ -1,0 +1,270 @@
+//! `tailguard exec` wrapping real processes, with a real agent receiving
+//! over its unix socket and writing to a file sink.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+
+use common::*;
+
+/// A running agent with a `ci_exec` source and a file sink.
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+    out: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path) -> Agent {
+        let socket = dir.join("exec.sock");
+        let out = dir.join("events.jsonl");
+        let config = write(
+            &dir.join("agent.toml"),
+            &format!(
+                "[sources.jobs]\ntype = \"ci_exec\"\nsocket = \"{}\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"jobs\"]\npath = \"{}\"\n",
+                socket.display(),
+                out.display()
+            ),
+        );
+        let child = tailguard(dir)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the agent's socket", || socket.exists());
+        Agent { child, socket, out }
+    }
+
+    fn exec(&self, dir: &Path, args: &[&str]) -> Output {
+        tailguard(dir)
+            .arg("exec")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Every event the agent wrote, once the step's span has arrived.
+    fn events_after_span(&self) -> Vec<serde_json::Value> {
+        let read = || -> Vec<serde_json::Value> {
+            std::fs::read_to_string(&self.out)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        wait_for("the step span", || {
+            read().iter().any(|e| e.get("span").is_some())
+        });
+        read()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_failing_step_keeps_its_exit_code_and_reaches_the_agent_with_a_failure_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let out = agent.exec(dir.path(), &["sh", "-c", "echo hi; echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stdout(&out), "hi\n");
+    assert!(stderr(&out).contains("oops\n"), "{}", stderr(&out));
+
+    let events = agent.events_after_span();
+    let span = events.iter().find(|e| e.get("span").is_some()).unwrap();
+    assert_eq!(span["span"]["name"], "RUN sh");
+    assert_eq!(span["span"]["status"], "error");
+    assert_eq!(
+        span["attributes"]["cicd.pipeline.task.run.result"],
+        "failure"
+    );
+    assert_eq!(span["attributes"]["process.exit.code"], 3);
+    let lines: Vec<_> = events.iter().filter(|e| e.get("body").is_some()).collect();
+    let bodies: Vec<&str> = lines.iter().map(|e| e["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies.contains(&"hi") && bodies.contains(&"oops"));
+    for line in lines {
+        assert_eq!(
+            line["trace_id"], span["trace_id"],
+            "lines belong to the step's trace"
+        );
+        assert_eq!(
+            line["span_id"], span["span_id"],
+            "lines belong to the step's span"
+        );
+    }
+}
+
+#[test]
+fn traceparent_is_adopted_and_passed_to_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let out = tailguard(dir.path())
+        .env("TRACEPARENT", parent)
+        .arg("exec")
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args([
+            "--name",
+            "unit tests",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$TRACEPARENT\"",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let events = agent.events_after_span();
+    let span = events.iter().find(|e| e.get("span").is_some()).unwrap();
+    assert_eq!(span["span"]["name"], "RUN unit tests");
+    assert_eq!(span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(span["span"]["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(
+        span["attributes"]["cicd.pipeline.task.run.result"],
+        "success"
+    );
+    let child_saw = stdout(&out);
+    assert_eq!(
+        child_saw.trim(),
+        format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+            span["span_id"].as_str().unwrap()
+        )
+    );
+}
+
+#[test]
+fn output_passes_through_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let out = agent.exec(
+        dir.path(),
+        &[
+            "sh",
+            "-c",
+            "printf 'a\\r\\nbin:\\377\\376\\nno newline at end'",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"a\r\nbin:\xff\xfe\nno newline at end");
+    let events = agent.events_after_span();
+    let raw = events
+        .iter()
+        .find(|e| e["body"].as_str().is_some_and(|b| b.starts_with("bin:")))
+        .unwrap();
+    assert!(
+        raw.get("body_base64").is_some(),
+        "invalid UTF-8 kept exactly"
+    );
+    assert!(events.iter().any(|e| e["body"] == "no newline at end"));
+}
+
+#[test]
+fn a_command_killed_by_a_signal_kills_the_wrapper_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let out = agent.exec(dir.path(), &["sh", "-c", "kill -TERM $$"]);
+    assert_eq!(out.status.signal(), Some(15), "{:?}", out.status);
+    let events = agent.events_after_span();
+    let span = events.iter().find(|e| e.get("span").is_some()).unwrap();
+    assert_eq!(
+        span["attributes"]["cicd.pipeline.task.run.result"],
+        "cancellation"
+    );
+}
+
+#[test]
+fn signals_to_the_wrapper_reach_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let mut child = tailguard(dir.path())
+        .arg("exec")
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert_eq!(first, "ready\n");
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(42));
+    assert_eq!(rest, "got-term\n");
+}
+
+#[test]
+fn without_an_agent_the_step_still_runs_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tailguard(dir.path())
+        .arg("exec")
+        .arg("--socket")
+        .arg(dir.path().join("nobody-listens.sock"))
+        .args(["--", "sh", "-c", "echo still-works; exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stdout(&out), "still-works\n");
+    assert!(stderr(&out).contains("no agent at"), "{}", stderr(&out));
+}
+
+#[test]
+fn without_an_agent_it_exports_to_the_collector_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = common::otlp::grpc_receiver();
+    let out = tailguard(dir.path())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_url())
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .arg("exec")
+        .arg("--socket")
+        .arg(dir.path().join("nobody-listens.sock"))
+        .args(["--", "sh", "-c", "echo direct"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(receiver.bodies(), ["direct"]);
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        spans[0].attribute("cicd.pipeline.task.run.result"),
+        Some("success")
+    );
+    assert_eq!(receiver.records()[0].trace_id, spans[0].trace_id);
+}
+
+#[test]
+fn a_missing_command_exits_127() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tailguard(dir.path())
+        .arg("exec")
+        .arg("--socket")
+        .arg(dir.path().join("none.sock"))
+        .args(["--", "no-such-command-tailguard-test"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("cannot run no-such-command-tailguard-test"));
+}

@@ -231,7 +231,7 @@ fn exec(args: ExecArgs) -> u8 {
         command: args.command,
         socket,
         step_name: args.name,
-        job: crate::exec::JobInfo::default(),
+        job: crate::exec::JobInfo::detect(),
         masker: None,
         data_dir,
     };
@@ -327,7 +327,7 @@ fn run(paths: &ConfigPaths, args: &RunArgs, cli_level: Option<&str>) -> u8 {
         }
     };
     let globals = Globals { data_dir };
-    let context = Arc::new(crate::resource::host_context());
+    let context = Arc::new(crate::resource::host_context_with(&config.resource));
     {
         let _entered = runtime.enter();
         crate::service::spawn_watchdog();

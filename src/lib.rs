@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod exec;
+pub mod identity;
 pub mod logging;
 pub mod resource;
 pub mod service;

@@ -268,3 +268,65 @@ fn a_missing_command_exits_127() {
     assert_eq!(out.status.code(), Some(127));
     assert!(stderr(&out).contains("cannot run no-such-command-tailguard-test"));
 }
+
+#[test]
+fn a_github_actions_step_carries_its_job_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let out = tailguard(dir.path())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKFLOW", "CI")
+        .env("GITHUB_RUN_ID", "8812345678")
+        .env("GITHUB_RUN_ATTEMPT", "2")
+        .env("GITHUB_JOB", "unit-tests")
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "acme/widgets")
+        .env("GITHUB_REF", "refs/pull/42/merge")
+        .env("GITHUB_REF_NAME", "42/merge")
+        .env("GITHUB_HEAD_REF", "feature/faster")
+        .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
+        .env("GITHUB_ACTOR", "octocat")
+        .env("RUNNER_NAME", "runner-7")
+        .env(
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "request-credential-never-exported",
+        )
+        .env(
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "https://token.example.invalid/req",
+        )
+        .arg("exec")
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["--", "sh", "-c", "echo built"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let events = agent.events_after_span();
+    let span = events.iter().find(|e| e.get("span").is_some()).unwrap();
+    assert_eq!(span["span"]["name"], "RUN unit-tests");
+    let line = events.iter().find(|e| e["body"] == "built").unwrap();
+    for event in [span, line] {
+        let a = &event["attributes"];
+        assert_eq!(a["cicd.pipeline.name"], "CI");
+        assert_eq!(a["cicd.pipeline.run.id"], "8812345678");
+        assert_eq!(
+            a["cicd.pipeline.run.url.full"],
+            "https://github.com/acme/widgets/actions/runs/8812345678/attempts/2"
+        );
+        assert_eq!(a["cicd.pipeline.task.name"], "unit-tests");
+        assert_eq!(
+            a["vcs.repository.url.full"],
+            "https://github.com/acme/widgets"
+        );
+        assert_eq!(a["vcs.ref.head.name"], "feature/faster");
+        assert_eq!(a["vcs.change.id"], "42");
+        assert_eq!(a["tailguard.cicd.actor"], "octocat");
+        assert_eq!(a["tailguard.oidc.available"], "true");
+    }
+    let all = std::fs::read_to_string(&agent.out).unwrap();
+    assert!(
+        !all.contains("request-credential-never-exported"),
+        "the OIDC request token never leaves the job"
+    );
+}

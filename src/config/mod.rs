@@ -168,6 +168,9 @@ pub struct Config {
     pub log_level: Option<String>,
     /// How long a shutdown may take to drain in-flight events.
     pub shutdown_timeout: Duration,
+    /// Static resource attributes (`[resource]`), e.g.
+    /// `deployment.environment.name`, fleet, rack.
+    pub resource: Vec<(String, String)>,
     pub sources: BTreeMap<String, Component<SourceConfig>>,
     pub transforms: BTreeMap<String, Component<TransformConfig>>,
     pub sinks: BTreeMap<String, Component<SinkConfig>>,
@@ -333,10 +336,13 @@ struct Builder {
     sources: BTreeMap<String, Component<SourceConfig>>,
     transforms: BTreeMap<String, Component<TransformConfig>>,
     sinks: BTreeMap<String, Component<SinkConfig>>,
+    /// `[resource]` keys with where each was set.
+    resource: BTreeMap<String, (Location, String)>,
 }
 
 const GLOBAL_KEYS: &[&str] = &["data_dir", "log_level", "shutdown_timeout"];
-const TOP_LEVEL_KEYS: &str = "data_dir, log_level, shutdown_timeout, sources, transforms, sinks";
+const TOP_LEVEL_KEYS: &str =
+    "data_dir, log_level, shutdown_timeout, resource, sources, transforms, sinks";
 
 impl Builder {
     fn add_text(&mut self, file: Arc<str>, raw: &str, env: &dyn Fn(&str) -> Option<String>) {
@@ -378,6 +384,7 @@ impl Builder {
                 "sources" => self.add_components(Kind::Source, &file, &text, value),
                 "transforms" => self.add_components(Kind::Transform, &file, &text, value),
                 "sinks" => self.add_components(Kind::Sink, &file, &text, value),
+                "resource" => self.add_resource(&file, &text, value),
                 name => match GLOBAL_KEYS.iter().find(|k| **k == name) {
                     Some(global) => {
                         let value_at = locate(&file, &text, value.span().start);
@@ -411,6 +418,36 @@ impl Builder {
             _ => None,
         };
         self.globals.insert(key, (at, value_at, text));
+    }
+
+    fn add_resource(&mut self, file: &Arc<str>, text: &str, table: Spanned<DeValue<'_>>) {
+        let at = locate(file, text, table.span().start);
+        let DeValue::Table(entries) = table.into_inner() else {
+            self.errors.push(ConfigError::at(
+                at,
+                "`resource` must be a table of attribute names to string values",
+            ));
+            return;
+        };
+        for (key, value) in entries {
+            let key_at = locate(file, text, key.span().start);
+            let key = key.into_inner().into_owned();
+            let DeValue::String(v) = value.get_ref() else {
+                self.errors.push(ConfigError::at(
+                    locate(file, text, value.span().start),
+                    format!("resource.{key} must be a string"),
+                ));
+                continue;
+            };
+            if let Some((first, _)) = self.resource.get(&key) {
+                self.errors.push(ConfigError::at(
+                    key_at,
+                    format!("resource `{key}` is set twice: first at {first}"),
+                ));
+                continue;
+            }
+            self.resource.insert(key, (key_at, v.to_string()));
+        }
     }
 
     fn add_components(
@@ -594,6 +631,10 @@ impl Builder {
             sources: std::mem::take(&mut self.sources),
             transforms: std::mem::take(&mut self.transforms),
             sinks: std::mem::take(&mut self.sinks),
+            resource: std::mem::take(&mut self.resource)
+                .into_iter()
+                .map(|(k, (_, v))| (k, v))
+                .collect(),
         };
         for (key, (_, value_at, text)) in std::mem::take(&mut self.globals) {
             let text = match text {

@@ -202,6 +202,48 @@ fn the_embedded_default_ships_over_otlp_when_the_environment_names_a_collector()
     assert!(!load(&[], &no_env).unwrap().sinks.contains_key("otlp"));
 }
 
+#[test]
+fn resource_attributes_merge_across_files_and_clash_by_name() {
+    let mut builder = Builder::default();
+    builder.add_text(
+        Arc::from("a.toml"),
+        "[resource]\nfleet = \"blue\"\n",
+        &no_env,
+    );
+    builder.add_text(
+        Arc::from("b.toml"),
+        "[resource]\n\"deployment.environment.name\" = \"prod\"\n",
+        &no_env,
+    );
+    let config = builder.finish(Origin::EmbeddedDefault).unwrap();
+    assert_eq!(
+        config.resource,
+        [
+            (
+                "deployment.environment.name".to_string(),
+                "prod".to_string()
+            ),
+            ("fleet".to_string(), "blue".to_string())
+        ]
+    );
+    let mut builder = Builder::default();
+    builder.add_text(
+        Arc::from("a.toml"),
+        "[resource]\nfleet = \"blue\"\n",
+        &no_env,
+    );
+    builder.add_text(
+        Arc::from("b.toml"),
+        "[resource]\nfleet = \"green\"\n",
+        &no_env,
+    );
+    let errors = builder.finish(Origin::EmbeddedDefault).unwrap_err();
+    assert_eq!(
+        errors[0].to_string(),
+        "b.toml:2:1: resource `fleet` is set twice: first at a.toml:2:1"
+    );
+}
+
 mod topology {
     use super::*;
     use crate::topology::graph::{check, summary};

@@ -58,6 +58,28 @@ pub struct JobInfo {
     pub task_name: Option<String>,
 }
 
+impl JobInfo {
+    /// Detects the job from the environment and the CI's files, and any
+    /// observable OIDC workload identity (claims only, marked unverified;
+    /// never the token).
+    pub fn detect() -> Self {
+        let env = |name: &str| std::env::var(name).ok();
+        let files = |path: &std::path::Path| std::fs::read_to_string(path).ok();
+        let mut info = JobInfo::default();
+        if let Some(job) = crate::identity::ci::detect(&env, &files) {
+            info.task_name = job.get("cicd.pipeline.task.name").map(str::to_string);
+            info.attributes
+                .extend(job.attributes.into_iter().map(|(k, v)| (k.to_string(), v)));
+            info.resource
+                .extend(job.worker.into_iter().map(|(k, v)| (k.to_string(), v)));
+        }
+        if let Some(claims) = crate::identity::ci::oidc_from_env(std::env::vars()) {
+            info.attributes.extend(claims);
+        }
+        info
+    }
+}
+
 pub struct ExecOptions {
     pub command: Vec<OsString>,
     /// The agent's socket.

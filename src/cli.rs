@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::config::{self, Config, ConfigError, ConfigPaths, Origin};
+use crate::topology::Control;
 use crate::topology::component::Globals;
 
 /// Exit codes, as documented in the README and `--help`.
@@ -328,17 +329,15 @@ fn run(paths: &ConfigPaths, args: &RunArgs, cli_level: Option<&str>) -> u8 {
     };
     let globals = Globals { data_dir };
     let context = Arc::new(crate::resource::host_context_with(&config.resource));
+    // systemd (Type=notify): watchdog pings and READY=1; no-ops elsewhere.
     {
         let _entered = runtime.enter();
         crate::service::spawn_watchdog();
     }
     crate::service::notify_ready();
-    let result = runtime.block_on(crate::topology::run(
-        &config,
-        globals,
-        context,
-        termination_signal(),
-    ));
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
+    runtime.spawn(watch_signals(paths.clone(), control_tx));
+    let result = runtime.block_on(crate::topology::run(config, globals, context, control_rx));
     crate::service::notify_stopping();
     // Standard input is read on a blocking thread that may never return;
     // don't wait for it.
@@ -396,18 +395,46 @@ fn writable(dir: &Path) -> bool {
         .is_ok()
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn termination_signal() {
+/// Turns signals into topology commands: SIGTERM and SIGINT stop the agent;
+/// SIGHUP re-reads every configuration file and, when the new
+/// configuration is valid, reloads it. An invalid one is logged, error by
+/// error, and the running configuration stays.
+async fn watch_signals(paths: ConfigPaths, control: tokio::sync::mpsc::Sender<Control>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         warn!("cannot install signal handlers; stop the agent with SIGKILL");
-        return std::future::pending().await;
+        return;
     };
-    tokio::select! {
-        _ = term.recv() => info!("received SIGTERM"),
-        _ = int.recv() => info!("received SIGINT"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => info!("received SIGTERM"),
+            _ = int.recv() => info!("received SIGINT"),
+            _ = hup.recv() => {
+                info!("received SIGHUP: reloading the configuration");
+                crate::service::notify_reloading();
+                match load_checked(&paths) {
+                    Ok(config) => {
+                        let _ = control.send(Control::Reload(Box::new(config))).await;
+                    }
+                    Err(errors) => {
+                        for e in &errors {
+                            tracing::error!("{e}");
+                        }
+                        tracing::error!(
+                            errors = errors.len(),
+                            "the new configuration is invalid; the previous one keeps running"
+                        );
+                    }
+                }
+                crate::service::notify_ready();
+                continue;
+            }
+        }
+        let _ = control.send(Control::Stop).await;
+        return;
     }
 }

@@ -150,6 +150,9 @@ pub struct Component<T> {
     pub config: T,
     /// Where its table starts, for topology errors.
     pub location: Location,
+    /// The type and options in canonical form (not the inputs): a reload
+    /// keeps a component running when this is unchanged.
+    pub fingerprint: String,
 }
 
 /// Where the configuration came from.
@@ -563,6 +566,16 @@ impl Builder {
             },
         };
 
+        let fingerprint = {
+            let copy = ValueDeserializer::from(Spanned::new(
+                span.clone(),
+                DeValue::Table(options.clone()),
+            ));
+            let canonical = <toml::Value as serde::Deserialize>::deserialize(copy)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            format!("{type_name}\n{canonical}")
+        };
         let options = ValueDeserializer::from(Spanned::new(span, DeValue::Table(options)));
         let parsed = match kind {
             Kind::Source => SourceConfig::parse(&type_name, options).map(|config| {
@@ -573,6 +586,7 @@ impl Builder {
                         inputs: Vec::new(),
                         config,
                         location: at.clone(),
+                        fingerprint: fingerprint.clone(),
                     },
                 );
             }),
@@ -584,6 +598,7 @@ impl Builder {
                         inputs: inputs.clone(),
                         config,
                         location: at.clone(),
+                        fingerprint: fingerprint.clone(),
                     },
                 );
             }),
@@ -595,6 +610,7 @@ impl Builder {
                         inputs: inputs.clone(),
                         config,
                         location: at.clone(),
+                        fingerprint: fingerprint.clone(),
                     },
                 );
             }),

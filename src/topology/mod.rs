@@ -12,4 +12,4 @@ pub mod graph;
 pub mod output;
 mod runtime;
 
-pub use runtime::{RunError, function_transform, run};
+pub use runtime::{Control, RunError, function_transform, run};

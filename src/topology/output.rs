@@ -1,17 +1,26 @@
 //! Fan-out from one component to every component that lists it as an input.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
 use crate::event::EventBatch;
 
+type Downstream = Vec<(Arc<str>, mpsc::Sender<EventBatch>)>;
+
 /// A component's output. Sending waits while any downstream channel is full,
 /// so a slow sink slows its sources instead of growing a queue: every channel
 /// in the topology is bounded.
+///
+/// The list of downstream channels is shared by every clone and can be
+/// replaced while the component runs ([`Output::rewire`]): that is how a
+/// configuration reload re-points a running source at new transforms and
+/// sinks without stopping it. Replacing the list drops the old senders at
+/// once, even if the component is idle, so a removed sink's input closes and
+/// it can drain and stop.
 #[derive(Clone, Default)]
 pub struct Output {
-    downstream: Vec<(Arc<str>, mpsc::Sender<EventBatch>)>,
+    downstream: Arc<Mutex<Downstream>>,
 }
 
 /// Every downstream component has stopped; nothing can receive events any
@@ -25,13 +34,25 @@ impl Output {
         Self::default()
     }
 
+    fn list(&self) -> std::sync::MutexGuard<'_, Downstream> {
+        self.downstream.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds one downstream channel (tests build outputs by hand).
+    #[cfg(test)]
+    #[allow(dead_code)]
     pub(crate) fn connect(&mut self, name: Arc<str>, sender: mpsc::Sender<EventBatch>) {
-        self.downstream.push((name, sender));
+        self.list().push((name, sender));
+    }
+
+    /// Replaces the downstream channels; the next batch goes to the new ones.
+    pub(crate) fn rewire(&self, downstream: Downstream) {
+        *self.list() = downstream;
     }
 
     /// Number of components this output feeds.
     pub fn fan_out(&self) -> usize {
-        self.downstream.len()
+        self.list().len()
     }
 
     /// Sends a batch to every downstream component, cloning it for all but
@@ -40,7 +61,10 @@ impl Output {
         if batch.is_empty() {
             return Ok(());
         }
-        let Some(((last_name, last), rest)) = self.downstream.split_last() else {
+        // Cloning a few senders is cheaper than holding the lock across an
+        // await, and lets a reload rewire while this send waits.
+        let downstream: Downstream = self.list().clone();
+        let Some(((last_name, last), rest)) = downstream.split_last() else {
             // Validation rejects a component nothing reads, so this only
             // happens in tests that build a bare output; settle and move on.
             let mut batch = batch;

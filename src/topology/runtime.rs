@@ -1,17 +1,35 @@
-//! Building components into tasks and supervising them until they finish.
+//! Building components into tasks, supervising them, and reloading.
+//!
+//! A reload (SIGHUP) swaps the running graph for a new configuration
+//! without losing or duplicating events:
+//!
+//! - A component whose type and options are unchanged keeps running; if its
+//!   downstream changed, its output is re-pointed between two batches.
+//! - A changed or new transform or sink gets a fresh input channel at once,
+//!   so upstream components can send to it right away (the channel fills,
+//!   then pushes back). A changed component's new task starts only after the
+//!   old one has drained what it had and stopped, so two versions never
+//!   share a file, socket, checkpoint or buffer.
+//! - A removed or changed source is told to stop; it finishes like at
+//!   shutdown (sending what it read and saving its checkpoint), and its
+//!   replacement resumes from that checkpoint.
+//!
+//! New components are built before anything is touched, so a reload that
+//! fails to build changes nothing. Only weak references to input channels
+//! are kept here, so a component's input still closes when every upstream
+//! component has finished: the cascade that drains a shutdown.
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Kind};
 use crate::event::{Context, EventBatch};
 use crate::topology::component::{
     ComponentTask, Globals, SinkContext, SourceContext, TransformContext,
@@ -39,49 +57,99 @@ pub enum RunError {
     },
 }
 
-/// Runs the topology until every component has finished: either because all
-/// sources reached their end (stdin at EOF), or because `stop` resolved (a
-/// signal) and the drain completed, or because a component failed.
-pub async fn run(
-    config: &Config,
+/// What the command line asks of a running topology.
+pub enum Control {
+    /// Drain and stop (SIGTERM, SIGINT).
+    Stop,
+    /// Swap to this configuration, already loaded and checked (SIGHUP).
+    Reload(Box<Config>),
+}
+
+/// One running component, as the supervisor tracks it.
+struct Running {
+    kind: Kind,
+    fingerprint: String,
+    /// Where upstream components send (transforms and sinks).
+    input: Option<mpsc::WeakSender<EventBatch>>,
+    /// Its own output (sources and transforms), re-pointed on reload.
+    output: Option<Output>,
+    /// Tells a source to stop.
+    shutdown: Option<CancellationToken>,
+    /// Becomes true when its task has ended.
+    done: watch::Receiver<bool>,
+}
+
+struct Supervisor {
+    config: Config,
     globals: Globals,
     context: Arc<Context>,
-    stop: impl Future<Output = ()>,
-) -> Result<(), RunError> {
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    let mut names = HashMap::new();
-    for (name, task) in build(config, &globals, &context, &shutdown)? {
-        let handle = tasks.spawn(task);
-        names.insert(handle.id(), name);
-    }
-    info!(summary = %crate::topology::graph::summary(config), "started");
+    /// Cancelled at shutdown; every source's token is a child of it.
+    shutdown: CancellationToken,
+    tasks: JoinSet<Result<(), String>>,
+    names: HashMap<Id, String>,
+    running: HashMap<String, Running>,
+}
 
-    let mut stop = std::pin::pin!(stop);
+/// Runs the topology until every component has finished: because all
+/// sources reached their end (stdin at EOF), because a `Stop` arrived and
+/// the drain completed, or because a component failed.
+pub async fn run(
+    config: Config,
+    globals: Globals,
+    context: Arc<Context>,
+    mut control: mpsc::Receiver<Control>,
+) -> Result<(), RunError> {
+    let mut supervisor = Supervisor {
+        config,
+        globals,
+        context,
+        shutdown: CancellationToken::new(),
+        tasks: JoinSet::new(),
+        names: HashMap::new(),
+        running: HashMap::new(),
+    };
+    let initial = supervisor.config.clone();
+    supervisor
+        .apply(&initial)
+        .map_err(|(component, message)| RunError::Build { component, message })?;
+    info!(summary = %crate::topology::graph::summary(&supervisor.config), "started");
+
     let mut stopping = false;
     let mut deadline: Option<Instant> = None;
     let mut failures = Vec::new();
     loop {
         tokio::select! {
-            () = &mut stop, if !stopping => {
-                info!(timeout = ?config.shutdown_timeout, "shutting down: draining in-flight events");
-                stopping = true;
-                deadline = Some(Instant::now() + config.shutdown_timeout);
-                shutdown.cancel();
-            }
+            command = control.recv(), if !stopping => match command {
+                Some(Control::Reload(new)) => match supervisor.apply(&new) {
+                    Ok(()) => {
+                        info!(summary = %crate::topology::graph::summary(&new), "configuration reloaded");
+                        supervisor.config = *new;
+                    }
+                    Err((component, message)) => error!(
+                        %component, error = %message,
+                        "reload failed; the previous configuration keeps running"
+                    ),
+                },
+                Some(Control::Stop) | None => {
+                    info!(timeout = ?supervisor.config.shutdown_timeout, "shutting down: draining in-flight events");
+                    stopping = true;
+                    deadline = Some(Instant::now() + supervisor.config.shutdown_timeout);
+                    supervisor.shutdown.cancel();
+                }
+            },
             () = sleep_until(deadline), if deadline.is_some() => {
-                let mut running: Vec<String> = names.values().cloned().collect();
+                let mut running: Vec<String> = supervisor.names.values().cloned().collect();
                 running.sort();
-                tasks.abort_all();
-                return Err(RunError::ShutdownTimeout { timeout: config.shutdown_timeout, running });
+                supervisor.tasks.abort_all();
+                return Err(RunError::ShutdownTimeout { timeout: supervisor.config.shutdown_timeout, running });
             }
-            joined = tasks.join_next_with_id() => {
+            joined = supervisor.tasks.join_next_with_id() => {
                 let Some(joined) = joined else { break };
                 let (id, result) = match joined {
-                    Ok((id, result)) => (id, result.map_err(|e| format!("{e:#}"))),
+                    Ok((id, result)) => (id, result),
                     Err(e) => (e.id(), Err(if e.is_panic() { "panicked".to_string() } else { "was cancelled".to_string() })),
                 };
-                let name = names.remove(&id).unwrap_or_else(|| "<unknown>".into());
+                let name = supervisor.names.remove(&id).unwrap_or_else(|| "<unknown>".into());
                 match result {
                     Ok(()) => debug!(component = %name, "finished"),
                     Err(message) => {
@@ -93,8 +161,8 @@ pub async fn run(
                         failures.push((name, message));
                         if !stopping {
                             stopping = true;
-                            deadline = Some(Instant::now() + config.shutdown_timeout);
-                            shutdown.cancel();
+                            deadline = Some(Instant::now() + supervisor.config.shutdown_timeout);
+                            supervisor.shutdown.cancel();
                         }
                     }
                 }
@@ -108,8 +176,8 @@ pub async fn run(
     }
 }
 
-/// Part of [`OutputClosed`]'s message: a component that stopped only because
-/// its downstream failed is a consequence, not a cause.
+/// Part of [`crate::topology::output::OutputClosed`]'s message: a component
+/// that stopped only because its downstream failed is a consequence.
 const OUTPUT_CLOSED_MARK: &str = "no downstream component is running";
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -119,75 +187,259 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Wires channels between components and builds each into its task.
-fn build(
-    config: &Config,
-    globals: &Globals,
-    context: &Arc<Context>,
-    shutdown: &CancellationToken,
-) -> Result<Vec<(String, ComponentTask)>, RunError> {
-    let mut senders: HashMap<&str, mpsc::Sender<EventBatch>> = HashMap::new();
-    let mut receivers: HashMap<&str, mpsc::Receiver<EventBatch>> = HashMap::new();
-    let consumers = config
-        .transforms
-        .iter()
-        .map(|(n, c)| (n, &c.inputs))
-        .chain(config.sinks.iter().map(|(n, c)| (n, &c.inputs)));
-    let mut readers_of: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (name, inputs) in consumers {
-        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        senders.insert(name, tx);
-        receivers.insert(name, rx);
-        for input in inputs {
-            readers_of.entry(input).or_default().push(name);
+/// Waits until a watched task has ended.
+async fn ended(mut done: watch::Receiver<bool>) {
+    while !*done.borrow_and_update() {
+        if done.changed().await.is_err() {
+            return;
         }
     }
-    let output_of = |name: &str| {
-        let mut out = Output::new();
-        for reader in readers_of.get(name).into_iter().flatten() {
-            out.connect(Arc::from(*reader), senders[reader].clone());
-        }
-        out
-    };
-    let build_error = |name: &str, e: anyhow::Error| RunError::Build {
-        component: name.to_string(),
-        message: format!("{e:#}"),
-    };
+}
 
-    let mut tasks = Vec::new();
-    for (name, c) in &config.sources {
-        let cx = SourceContext {
-            name: Arc::from(name.as_str()),
-            globals: globals.clone(),
-            context: Arc::clone(context),
-            shutdown: shutdown.child_token(),
-            out: output_of(name),
+struct Planned {
+    name: String,
+    kind: Kind,
+    fingerprint: String,
+    task: ComponentTask,
+    input: Option<mpsc::WeakSender<EventBatch>>,
+    output: Option<Output>,
+    shutdown: Option<CancellationToken>,
+}
+
+impl Supervisor {
+    /// Moves the running graph to `target` (from nothing, at start). On a
+    /// build error nothing has changed; the error names the component.
+    fn apply(&mut self, target: &Config) -> Result<(), (String, String)> {
+        let resource_changed = target.resource != self.config.resource;
+        if resource_changed && !self.running.is_empty() {
+            self.context = Arc::new(crate::resource::host_context_with(&target.resource));
+        }
+        if target.data_dir != self.config.data_dir && !self.running.is_empty() {
+            warn!("data_dir changes take effect at the next restart");
+        }
+        // Which running components carry on unchanged.
+        let mut kept: HashSet<String> = HashSet::new();
+        let mut senders: HashMap<String, mpsc::Sender<EventBatch>> = HashMap::new();
+        let mut receivers: HashMap<String, mpsc::Receiver<EventBatch>> = HashMap::new();
+        for (name, kind, fingerprint) in components(target) {
+            let same = self.running.get(&name).filter(|r| {
+                r.kind == kind
+                    && r.fingerprint == fingerprint
+                    && !(kind == Kind::Source && resource_changed)
+                    && !*r.done.borrow()
+            });
+            match (same, kind) {
+                (Some(_), Kind::Source) => {
+                    kept.insert(name);
+                }
+                (Some(r), _) => match r.input.as_ref().and_then(mpsc::WeakSender::upgrade) {
+                    Some(tx) => {
+                        senders.insert(name.clone(), tx);
+                        kept.insert(name);
+                    }
+                    None => {
+                        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+                        senders.insert(name.clone(), tx);
+                        receivers.insert(name, rx);
+                    }
+                },
+                (None, Kind::Source) => {}
+                (None, _) => {
+                    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+                    senders.insert(name.clone(), tx);
+                    receivers.insert(name, rx);
+                }
+            }
+        }
+        let mut readers_of: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (name, inputs) in target
+            .transforms
+            .iter()
+            .map(|(n, c)| (n, &c.inputs))
+            .chain(target.sinks.iter().map(|(n, c)| (n, &c.inputs)))
+        {
+            for input in inputs {
+                readers_of.entry(input).or_default().push(name);
+            }
+        }
+        let downstream_of = |name: &str| -> Vec<(Arc<str>, mpsc::Sender<EventBatch>)> {
+            readers_of
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|reader| (Arc::from(*reader), senders[*reader].clone()))
+                .collect()
         };
-        let task = c.config.build(cx).map_err(|e| build_error(name, e))?;
-        tasks.push((format!("sources.{name}"), task));
-    }
-    for (name, c) in &config.transforms {
-        let cx = TransformContext {
-            name: Arc::from(name.as_str()),
-            globals: globals.clone(),
-            input: receivers.remove(name.as_str()).expect("channel made above"),
-            out: output_of(name),
+
+        // Build every new or changed component before touching anything.
+        let mut planned = Vec::new();
+        let build_error = |kind: Kind, name: &str, e: anyhow::Error| {
+            (format!("{}.{name}", kind.table()), format!("{e:#}"))
         };
-        let task = c.config.build(cx).map_err(|e| build_error(name, e))?;
-        tasks.push((format!("transforms.{name}"), task));
+        for (name, c) in &target.sources {
+            if kept.contains(name) {
+                continue;
+            }
+            let out = Output::new();
+            out.rewire(downstream_of(name));
+            let token = self.shutdown.child_token();
+            let cx = SourceContext {
+                name: Arc::from(name.as_str()),
+                globals: self.globals.clone(),
+                context: Arc::clone(&self.context),
+                shutdown: token.clone(),
+                out: out.clone(),
+            };
+            let task = c
+                .config
+                .build(cx)
+                .map_err(|e| build_error(Kind::Source, name, e))?;
+            planned.push(Planned {
+                name: name.clone(),
+                kind: Kind::Source,
+                fingerprint: c.fingerprint.clone(),
+                task,
+                input: None,
+                output: Some(out),
+                shutdown: Some(token),
+            });
+        }
+        for (name, c) in &target.transforms {
+            if kept.contains(name) {
+                continue;
+            }
+            let out = Output::new();
+            out.rewire(downstream_of(name));
+            let input = receivers.remove(name.as_str()).expect("channel made above");
+            let cx = TransformContext {
+                name: Arc::from(name.as_str()),
+                globals: self.globals.clone(),
+                input,
+                out: out.clone(),
+            };
+            let task = c
+                .config
+                .build(cx)
+                .map_err(|e| build_error(Kind::Transform, name, e))?;
+            planned.push(Planned {
+                name: name.clone(),
+                kind: Kind::Transform,
+                fingerprint: c.fingerprint.clone(),
+                task,
+                input: Some(senders[name].downgrade()),
+                output: Some(out),
+                shutdown: None,
+            });
+        }
+        for (name, c) in &target.sinks {
+            if kept.contains(name) {
+                continue;
+            }
+            let input = receivers.remove(name.as_str()).expect("channel made above");
+            let cx = SinkContext {
+                name: Arc::from(name.as_str()),
+                globals: self.globals.clone(),
+                input,
+            };
+            let task = c
+                .config
+                .build(cx)
+                .map_err(|e| build_error(Kind::Sink, name, e))?;
+            planned.push(Planned {
+                name: name.clone(),
+                kind: Kind::Sink,
+                fingerprint: c.fingerprint.clone(),
+                task,
+                input: Some(senders[name].downgrade()),
+                output: None,
+                shutdown: None,
+            });
+        }
+
+        // Commit: re-point what stays, retire what goes, start what is new.
+        for name in &kept {
+            if let Some(out) = self.running.get(name).and_then(|r| r.output.as_ref()) {
+                out.rewire(downstream_of(name));
+            }
+        }
+        let retiring: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| !kept.contains(*name))
+            .cloned()
+            .collect();
+        let mut predecessors = HashMap::new();
+        for name in retiring {
+            let old = self.running.remove(&name).expect("listed above");
+            if let Some(token) = &old.shutdown {
+                token.cancel();
+            }
+            // A retiring transform's output keeps feeding its old
+            // downstream until its input closes; a retiring source's too.
+            debug!(component = %name, "retiring");
+            predecessors.insert(name, old.done);
+        }
+        for plan in planned {
+            let (done_tx, done_rx) = watch::channel(false);
+            let predecessor = predecessors.remove(&plan.name);
+            let label = format!("{}.{}", plan.kind.table(), plan.name);
+            let task = plan.task;
+            // The supervisor keeps a handle on the output for rewiring; once
+            // the task ends, emptying it drops the senders, so downstream
+            // inputs close and the shutdown cascade goes on.
+            let output = plan.output.clone();
+            let handle = self.tasks.spawn(async move {
+                if let Some(previous) = predecessor {
+                    ended(previous).await;
+                }
+                let result = task.await.map_err(|e| format!("{e:#}"));
+                if let Some(output) = output {
+                    output.rewire(Vec::new());
+                }
+                let _ = done_tx.send(true);
+                result
+            });
+            self.names.insert(handle.id(), label);
+            self.running.insert(
+                plan.name,
+                Running {
+                    kind: plan.kind,
+                    fingerprint: plan.fingerprint,
+                    input: plan.input,
+                    output: plan.output,
+                    shutdown: plan.shutdown,
+                    done: done_rx,
+                },
+            );
+        }
+        // The temporary strong senders go; only outputs hold them now.
+        drop(senders);
+        Ok(())
     }
-    for (name, c) in &config.sinks {
-        let cx = SinkContext {
-            name: Arc::from(name.as_str()),
-            globals: globals.clone(),
-            input: receivers.remove(name.as_str()).expect("channel made above"),
-        };
-        let task = c.config.build(cx).map_err(|e| build_error(name, e))?;
-        tasks.push((format!("sinks.{name}"), task));
-    }
-    // Only components hold senders now, so channels close as they finish.
-    drop(senders);
-    Ok(tasks)
+}
+
+/// Every component of a configuration with its kind and fingerprint.
+fn components(config: &Config) -> Vec<(String, Kind, String)> {
+    let mut all = Vec::new();
+    all.extend(
+        config
+            .sources
+            .iter()
+            .map(|(n, c)| (n.clone(), Kind::Source, c.fingerprint.clone())),
+    );
+    all.extend(
+        config
+            .transforms
+            .iter()
+            .map(|(n, c)| (n.clone(), Kind::Transform, c.fingerprint.clone())),
+    );
+    all.extend(
+        config
+            .sinks
+            .iter()
+            .map(|(n, c)| (n.clone(), Kind::Sink, c.fingerprint.clone())),
+    );
+    all
 }
 
 /// Runs a transform that handles one batch at a time without waiting on

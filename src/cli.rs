@@ -335,6 +335,7 @@ fn run(paths: &ConfigPaths, args: &RunArgs, cli_level: Option<&str>) -> u8 {
         crate::service::spawn_watchdog();
     }
     crate::service::notify_ready();
+    runtime.spawn(crate::observe::api::serve(config.api.clone()));
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
     runtime.spawn(watch_signals(paths.clone(), control_tx));
     let result = runtime.block_on(crate::topology::run(config, globals, context, control_rx));

@@ -369,6 +369,26 @@ pub fn settle_all(batch: &mut [Event], status: DeliveryStatus) {
     }
 }
 
+/// What a sink did with a batch, for its metrics: settles every event and
+/// counts them under `sink` and the status.
+pub fn settle_and_count(sink: &str, batch: &mut [Event], status: DeliveryStatus) {
+    settle_all(batch, status);
+    count_settled(sink, batch.len(), status);
+}
+
+/// Counts `n` events a sink settled with `status`.
+pub fn count_settled(sink: &str, n: usize, status: DeliveryStatus) {
+    let outcome = match status {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Errored => "errored",
+        DeliveryStatus::Rejected => "rejected",
+    };
+    crate::observe::metrics::metrics()
+        .sink_events
+        .get_or_create(&crate::observe::metrics::outcome(sink, outcome))
+        .inc_by(n as u64);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

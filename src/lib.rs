@@ -19,6 +19,7 @@ pub mod event;
 pub mod exec;
 pub mod identity;
 pub mod logging;
+pub mod observe;
 pub mod resource;
 pub mod service;
 pub mod sinks;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -174,6 +175,8 @@ pub struct Config {
     /// Static resource attributes (`[resource]`), e.g.
     /// `deployment.environment.name`, fleet, rack.
     pub resource: Vec<(String, String)>,
+    /// The local `/metrics` and `/health` listener (`[api]`).
+    pub api: crate::observe::api::ApiConfig,
     pub sources: BTreeMap<String, Component<SourceConfig>>,
     pub transforms: BTreeMap<String, Component<TransformConfig>>,
     pub sinks: BTreeMap<String, Component<SinkConfig>>,
@@ -341,11 +344,13 @@ struct Builder {
     sinks: BTreeMap<String, Component<SinkConfig>>,
     /// `[resource]` keys with where each was set.
     resource: BTreeMap<String, (Location, String)>,
+    /// `[api]`, with where it was set.
+    api: Option<(Location, crate::observe::api::ApiConfig)>,
 }
 
 const GLOBAL_KEYS: &[&str] = &["data_dir", "log_level", "shutdown_timeout"];
 const TOP_LEVEL_KEYS: &str =
-    "data_dir, log_level, shutdown_timeout, resource, sources, transforms, sinks";
+    "data_dir, log_level, shutdown_timeout, api, resource, sources, transforms, sinks";
 
 impl Builder {
     fn add_text(&mut self, file: Arc<str>, raw: &str, env: &dyn Fn(&str) -> Option<String>) {
@@ -388,6 +393,7 @@ impl Builder {
                 "transforms" => self.add_components(Kind::Transform, &file, &text, value),
                 "sinks" => self.add_components(Kind::Sink, &file, &text, value),
                 "resource" => self.add_resource(&file, &text, value),
+                "api" => self.add_api(key_at, &file, &text, value),
                 name => match GLOBAL_KEYS.iter().find(|k| **k == name) {
                     Some(global) => {
                         let value_at = locate(&file, &text, value.span().start);
@@ -421,6 +427,29 @@ impl Builder {
             _ => None,
         };
         self.globals.insert(key, (at, value_at, text));
+    }
+
+    fn add_api(&mut self, at: Location, file: &Arc<str>, text: &str, value: Spanned<DeValue<'_>>) {
+        if let Some((first, _)) = &self.api {
+            self.errors.push(ConfigError::at(
+                at,
+                format!("`api` is set twice: first at {first}"),
+            ));
+            return;
+        }
+        match crate::observe::api::ApiConfig::deserialize(ValueDeserializer::from(value)) {
+            Ok(api) => match api.check() {
+                Ok(()) => self.api = Some((at, api)),
+                Err(message) => self.errors.push(ConfigError::at(at, message)),
+            },
+            Err(e) => {
+                let where_ = e.span().map_or(at, |s| locate(file, text, s.start));
+                self.errors.push(ConfigError::at(
+                    where_,
+                    format!("api: {}", e.message().trim()),
+                ));
+            }
+        }
     }
 
     fn add_resource(&mut self, file: &Arc<str>, text: &str, table: Spanned<DeValue<'_>>) {
@@ -651,6 +680,7 @@ impl Builder {
                 .into_iter()
                 .map(|(k, (_, v))| (k, v))
                 .collect(),
+            api: self.api.take().map(|(_, api)| api).unwrap_or_default(),
         };
         for (key, (_, value_at, text)) in std::mem::take(&mut self.globals) {
             let text = match text {

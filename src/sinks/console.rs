@@ -4,7 +4,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::ack::DeliveryStatus;
-use crate::event::settle_all;
+use crate::event::settle_and_count;
 use crate::sinks::json;
 use crate::topology::component::{ComponentTask, SinkContext};
 
@@ -17,6 +17,7 @@ pub struct ConsoleConfig {
 }
 
 pub fn build(config: ConsoleConfig, mut cx: SinkContext) -> ComponentTask {
+    let sink = format!("sinks.{}", cx.name);
     Box::pin(async move {
         let mut stdout = tokio::io::stdout();
         let mut buf = Vec::with_capacity(64 * 1024);
@@ -31,9 +32,9 @@ pub fn build(config: ConsoleConfig, mut cx: SinkContext) -> ComponentTask {
             }
             .await;
             match written {
-                Ok(()) => settle_all(&mut batch, DeliveryStatus::Delivered),
+                Ok(()) => settle_and_count(&sink, &mut batch, DeliveryStatus::Delivered),
                 Err(e) => {
-                    settle_all(&mut batch, DeliveryStatus::Errored);
+                    settle_and_count(&sink, &mut batch, DeliveryStatus::Errored);
                     return Err(anyhow::anyhow!("cannot write to standard output: {e}"));
                 }
             }

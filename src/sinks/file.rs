@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::ack::DeliveryStatus;
-use crate::event::settle_all;
+use crate::event::settle_and_count;
 use crate::sinks::json;
 use crate::topology::component::{ComponentTask, SinkContext};
 
@@ -33,6 +33,7 @@ fn yes() -> bool {
 }
 
 pub fn build(config: FileSinkConfig, mut cx: SinkContext) -> ComponentTask {
+    let sink = format!("sinks.{}", cx.name);
     Box::pin(async move {
         let path = &config.path;
         let mut file = tokio::fs::OpenOptions::new()
@@ -59,10 +60,10 @@ pub fn build(config: FileSinkConfig, mut cx: SinkContext) -> ComponentTask {
             }
             .await;
             if let Err(e) = written {
-                settle_all(&mut batch, DeliveryStatus::Errored);
+                settle_and_count(&sink, &mut batch, DeliveryStatus::Errored);
                 return Err(e).with_context(|| format!("cannot write to {}", path.display()));
             }
-            settle_all(&mut batch, DeliveryStatus::Delivered);
+            settle_and_count(&sink, &mut batch, DeliveryStatus::Delivered);
         }
         Ok(())
     })

@@ -21,6 +21,8 @@ type Downstream = Vec<(Arc<str>, mpsc::Sender<EventBatch>)>;
 #[derive(Clone, Default)]
 pub struct Output {
     downstream: Arc<Mutex<Downstream>>,
+    /// The owning component's label (`sources.app`), for metrics.
+    owner: Option<Arc<str>>,
 }
 
 /// Every downstream component has stopped; nothing can receive events any
@@ -30,8 +32,19 @@ pub struct Output {
 pub struct OutputClosed(pub Arc<str>);
 
 impl Output {
+    /// An output nobody counts (tests build outputs by hand).
+    #[cfg(test)]
+    #[allow(dead_code)]
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// An output whose traffic is counted under `owner` (`sources.app`).
+    pub(crate) fn named(owner: &str) -> Self {
+        Self {
+            downstream: Arc::default(),
+            owner: Some(Arc::from(owner)),
+        }
     }
 
     fn list(&self) -> std::sync::MutexGuard<'_, Downstream> {
@@ -64,6 +77,22 @@ impl Output {
         // Cloning a few senders is cheaper than holding the lock across an
         // await, and lets a reload rewire while this send waits.
         let downstream: Downstream = self.list().clone();
+        if let Some(owner) = &self.owner {
+            let m = crate::observe::metrics::metrics();
+            let events = batch.len() as u64;
+            let bytes: usize = batch.iter().map(|e| e.body.len()).sum();
+            m.events_out
+                .get_or_create(&crate::observe::metrics::component(owner))
+                .inc_by(events);
+            m.bytes_out
+                .get_or_create(&crate::observe::metrics::component(owner))
+                .inc_by(bytes as u64);
+            for (name, _) in &downstream {
+                m.events_in
+                    .get_or_create(&crate::observe::metrics::component(name))
+                    .inc_by(events);
+            }
+        }
         let Some(((last_name, last), rest)) = downstream.split_last() else {
             // Validation rejects a component nothing reads, so this only
             // happens in tests that build a bare output; settle and move on.

@@ -113,6 +113,7 @@ pub async fn run(
         .apply(&initial)
         .map_err(|(component, message)| RunError::Build { component, message })?;
     info!(summary = %crate::topology::graph::summary(&supervisor.config), "started");
+    crate::observe::health::set_started(true);
 
     let mut stopping = false;
     let mut deadline: Option<Instant> = None;
@@ -169,6 +170,7 @@ pub async fn run(
             }
         }
     }
+    crate::observe::health::set_started(false);
     if failures.is_empty() {
         Ok(())
     } else {
@@ -267,7 +269,7 @@ impl Supervisor {
                 .get(name)
                 .into_iter()
                 .flatten()
-                .map(|reader| (Arc::from(*reader), senders[*reader].clone()))
+                .map(|reader| (component_label(target, reader), senders[*reader].clone()))
                 .collect()
         };
 
@@ -280,7 +282,7 @@ impl Supervisor {
             if kept.contains(name) {
                 continue;
             }
-            let out = Output::new();
+            let out = Output::named(&format!("sources.{name}"));
             out.rewire(downstream_of(name));
             let token = self.shutdown.child_token();
             let cx = SourceContext {
@@ -308,7 +310,7 @@ impl Supervisor {
             if kept.contains(name) {
                 continue;
             }
-            let out = Output::new();
+            let out = Output::named(&format!("transforms.{name}"));
             out.rewire(downstream_of(name));
             let input = receivers.remove(name.as_str()).expect("channel made above");
             let cx = TransformContext {
@@ -416,6 +418,16 @@ impl Supervisor {
         drop(senders);
         Ok(())
     }
+}
+
+/// `transforms.NAME` or `sinks.NAME`: how metrics name a reader.
+fn component_label(config: &Config, name: &str) -> Arc<str> {
+    let table = if config.transforms.contains_key(name) {
+        "transforms"
+    } else {
+        "sinks"
+    };
+    Arc::from(format!("{table}.{name}"))
 }
 
 /// Every component of a configuration with its kind and fingerprint.

@@ -244,6 +244,13 @@ async fn run_with_disk_buffer(
     ));
     let batch = &settings.batch;
     let mut pending = Pending::new();
+    let buffer_gauge = crate::observe::metrics::metrics()
+        .buffer_bytes
+        .get_or_create(&crate::observe::metrics::component(&format!(
+            "sinks.{}",
+            cx.name
+        )))
+        .clone();
     loop {
         let flush_at = pending.flush_at(batch);
         tokio::select! {
@@ -355,9 +362,34 @@ async fn export_until_settled(
     let endpoints = settings.logs_endpoints.len();
     let mut endpoint = 0;
     let mut attempt: u32 = 0;
+    let label = format!("sinks.{sink}");
+    let m = crate::observe::metrics::metrics();
+    let signal = match prepared.payload.signal() {
+        config::Signal::Logs => "logs",
+        config::Signal::Traces => "traces",
+    };
+    let count = |outcome: &str| {
+        m.requests
+            .get_or_create(&crate::observe::metrics::RequestLabels {
+                component: label.clone(),
+                signal: signal.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    };
     loop {
         match client.export(settings, endpoint, prepared).await {
             Ok(accepted) => {
+                count("accepted");
+                crate::observe::health::recover(&label);
+                if accepted.rejected_records > 0 {
+                    m.dropped
+                        .get_or_create(&crate::observe::metrics::ReasonLabels {
+                            component: label.clone(),
+                            reason: "partial_success_rejected".into(),
+                        })
+                        .inc_by(u64::try_from(accepted.rejected_records).unwrap_or(0));
+                }
                 if attempt > 0 {
                     info!(
                         sink,
@@ -377,6 +409,13 @@ async fn export_until_settled(
                 return Some(DeliveryStatus::Delivered);
             }
             Err(Failure::Permanent { reason }) => {
+                count("rejected");
+                m.dropped
+                    .get_or_create(&crate::observe::metrics::ReasonLabels {
+                        component: label.clone(),
+                        reason: "rejected_by_collector".into(),
+                    })
+                    .inc_by(prepared.records as u64);
                 error!(
                     sink,
                     records = prepared.records,
@@ -386,6 +425,14 @@ async fn export_until_settled(
                 return Some(DeliveryStatus::Rejected);
             }
             Err(Failure::Retryable { reason, delay }) => {
+                count("retryable");
+                m.retries
+                    .get_or_create(&crate::observe::metrics::component(&label))
+                    .inc();
+                crate::observe::health::degrade(
+                    &label,
+                    format!("collector not accepting: {reason}"),
+                );
                 if stop.is_some_and(CancellationToken::is_cancelled) {
                     return None;
                 }

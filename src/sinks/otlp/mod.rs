@@ -268,6 +268,7 @@ async fn run_with_disk_buffer(
         while pending.is_full(batch) || pending.flush_at(batch).is_some_and(|t| t <= Instant::now())
         {
             store(&mut writer, pending.take_batch(batch)).await?;
+            buffer_gauge.set(i64::try_from(writer.stats().bytes_on_disk).unwrap_or(i64::MAX));
         }
     }
     while !pending.events.is_empty() {

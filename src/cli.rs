@@ -70,6 +70,9 @@ pub enum Command {
     Validate,
     /// Print the version and the component types this build supports.
     Version,
+    /// Configuration tooling for fleets.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Wrap one CI step: run CMD, pass its output through (secrets masked),
     /// and send every line and a step span, tagged with the job's identity,
     /// to the local agent. Exits with CMD's exit code.
@@ -100,6 +103,13 @@ pub enum CompletionShell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a JSON Schema (draft 2020-12) of one configuration file, to
+    /// check drop-ins (converted to JSON) before they are shipped.
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +182,14 @@ fn dispatch(cli: Cli) -> u8 {
         }
         Command::Validate => validate(&paths),
         Command::Exec(args) => exec(args),
+        Command::Config(ConfigCommand::Schema) => {
+            let schema = crate::config::schema::schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            exit::OK
+        }
         Command::Generate(what) => generate(&what),
         Command::Run(args) if args.print_default_config => {
             print!("{}", config::embedded_default(&config::process_env));

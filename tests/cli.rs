@@ -248,3 +248,55 @@ fn usage_errors_exit_two_and_help_documents_exit_codes() {
     assert!(stdout(&help).contains("Exit codes:"));
     assert!(stdout(&help).contains("validate"));
 }
+
+/// A drop-in as a fleet pipeline would check it: TOML converted to JSON,
+/// validated against `tailguard config schema` by an independent validator.
+fn drop_in_as_json(toml_text: &str) -> serde_json::Value {
+    let value: toml::Value = toml::from_str(toml_text).unwrap();
+    serde_json::to_value(value).unwrap()
+}
+
+#[test]
+fn config_schema_accepts_good_drop_ins_and_rejects_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tailguard(dir.path())
+        .args(["config", "schema"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+
+    let good = drop_in_as_json(
+        r#"
+[resource]
+fleet = "blue"
+
+[sinks.collector]
+type = "otlp"
+inputs = ["host_logs"]
+protocol = "grpc"
+endpoint = "https://otel.example.internal:4317"
+headers = { authorization = "Bearer x" }
+buffer = { type = "disk", max_size = "1GiB", when_full = "block" }
+"#,
+    );
+    let errors: Vec<String> = validator
+        .iter_errors(&good)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+
+    for bad in [
+        "[sinks.collector]\ntype = \"otlp\"\ninputs = [\"a\"]\nendpoint_url = \"http://x\"\n",
+        "[sinks.collector]\ntype = \"otlp\"\nendpoint = \"http://x\"\n",
+        "[sinks.collector]\ntype = \"otlp\"\ninputs = [\"a\"]\nprotocol = \"carrier-pigeon\"\n",
+        "[sources.x]\ntype = \"nope\"\n",
+        "data_dirr = \"/x\"\n",
+    ] {
+        assert!(
+            !validator.is_valid(&drop_in_as_json(bad)),
+            "accepted: {bad}"
+        );
+    }
+}

@@ -11,6 +11,7 @@
 //! than stopping at the first.
 
 pub mod interpolate;
+pub mod schema;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -772,9 +773,22 @@ impl<'de> serde::Deserialize<'de> for HumanDuration {
     }
 }
 
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration such as \"500ms\", \"5s\", \"2m\"",
+            "pattern": "^\\s*\\d+\\s*[a-zA-Zµ]+(\\s*\\d+\\s*[a-zA-Zµ]+)*\\s*$"
+        })
+    }
+}
+
 /// A value that must never be printed: header values, tokens, keys.
 /// `Debug` and `Display` show only that a value is set.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct SecretString(pub String);
 

@@ -8,7 +8,7 @@ use crate::event::settle_and_count;
 use crate::sinks::json;
 use crate::topology::component::{ComponentTask, SinkContext};
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {
     /// Add the `resource` object (host, runner, agent) to every line.

@@ -38,7 +38,7 @@ const RECORD_HEADER: u64 = 12;
 /// No record can be larger than this; a larger length means corruption.
 const MAX_RECORD: u32 = 256 * 1024 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenFull {
     /// Stop taking events until the exporter frees space: the pressure
@@ -48,7 +48,7 @@ pub enum WhenFull {
     DropOldest,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiskBufferConfig {
     /// Upper bound on the buffer's files, e.g. `"1GiB"`, `"512MiB"`.
@@ -68,6 +68,21 @@ fn default_when_full() -> WhenFull {
 /// A size written as `"1GiB"`, `"64 MiB"`, `"500MB"` or a number of bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
+
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size: bytes, or a string such as \"512MiB\", \"1GiB\", \"10MB\"",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*\\d+\\s*([kKmMgG]i?[bB]?|[bB])?\\s*$" }
+            ]
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {

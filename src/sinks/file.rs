@@ -11,7 +11,7 @@ use crate::event::settle_and_count;
 use crate::sinks::json;
 use crate::topology::component::{ComponentTask, SinkContext};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
     /// The file to write. Its directory must exist.

@@ -27,6 +27,19 @@ impl SinkConfig {
     /// Every `type` a sink may have.
     pub const TYPES: &'static [&'static str] = &["console", "file", "otlp"];
 
+    /// Each type's options, for `tailguard config schema`; the same order
+    /// as `TYPES`.
+    pub fn schemas(
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Vec<crate::config::schema::TypeSchema> {
+        use crate::config::schema::TypeSchema;
+        vec![
+            TypeSchema::of::<console::ConsoleConfig>("console", generator),
+            TypeSchema::of::<file::FileSinkConfig>("file", generator),
+            TypeSchema::of::<otlp::Config>("otlp", generator),
+        ]
+    }
+
     pub(crate) fn parse(
         type_name: &str,
         options: ValueDeserializer<'_>,

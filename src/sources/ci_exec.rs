@@ -25,7 +25,7 @@ use crate::topology::output::Output;
 /// where `tailguard exec` looks by default.
 pub const DEFAULT_SOCKET_NAME: &str = "exec.sock";
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CiExecConfig {
     /// Where to listen. Default: `data_dir/exec.sock`. Runner users must be

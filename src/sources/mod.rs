@@ -23,6 +23,18 @@ impl SourceConfig {
     /// Every `type` a source may have.
     pub const TYPES: &'static [&'static str] = &["ci_exec", "stdin"];
 
+    /// Each type's options, for `tailguard config schema`; the same order
+    /// as `TYPES`.
+    pub fn schemas(
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Vec<crate::config::schema::TypeSchema> {
+        use crate::config::schema::TypeSchema;
+        vec![
+            TypeSchema::of::<ci_exec::CiExecConfig>("ci_exec", generator),
+            TypeSchema::of::<stdin::StdinConfig>("stdin", generator),
+        ]
+    }
+
     pub(crate) fn parse(
         type_name: &str,
         options: ValueDeserializer<'_>,

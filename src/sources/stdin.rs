@@ -13,7 +13,7 @@ use crate::topology::component::{ComponentTask, SourceContext};
 
 const READ_CHUNK: usize = 64 * 1024;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinConfig {
     /// Longer lines are cut to this many bytes and flagged with

@@ -13,7 +13,7 @@ use crate::ack::DeliveryStatus;
 use crate::topology::component::{ComponentTask, TransformContext};
 use crate::topology::function_transform;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// Keep only lines matching one of these; all lines when empty.

@@ -17,6 +17,15 @@ impl TransformConfig {
     /// Every `type` a transform may have.
     pub const TYPES: &'static [&'static str] = &["filter"];
 
+    /// Each type's options, for `tailguard config schema`; the same order
+    /// as `TYPES`.
+    pub fn schemas(
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Vec<crate::config::schema::TypeSchema> {
+        use crate::config::schema::TypeSchema;
+        vec![TypeSchema::of::<filter::FilterConfig>("filter", generator)]
+    }
+
     pub(crate) fn parse(
         type_name: &str,
         options: ValueDeserializer<'_>,

@@ -15,6 +15,7 @@
 pub mod ack;
 pub mod cli;
 pub mod config;
+pub mod detect;
 pub mod event;
 pub mod exec;
 pub mod identity;

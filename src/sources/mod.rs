@@ -5,6 +5,7 @@
 //! that maps a `type = "..."` to both.
 
 pub mod ci_exec;
+pub mod file;
 pub mod stdin;
 
 use toml::de::ValueDeserializer;
@@ -17,11 +18,12 @@ use crate::topology::component::{ComponentTask, SourceContext};
 pub enum SourceConfig {
     Stdin(stdin::StdinConfig),
     CiExec(ci_exec::CiExecConfig),
+    File(Box<file::FileSourceConfig>),
 }
 
 impl SourceConfig {
     /// Every `type` a source may have.
-    pub const TYPES: &'static [&'static str] = &["ci_exec", "stdin"];
+    pub const TYPES: &'static [&'static str] = &["ci_exec", "file", "stdin"];
 
     /// Each type's options, for `tailguard config schema`; the same order
     /// as `TYPES`.
@@ -31,6 +33,7 @@ impl SourceConfig {
         use crate::config::schema::TypeSchema;
         vec![
             TypeSchema::of::<ci_exec::CiExecConfig>("ci_exec", generator),
+            TypeSchema::of::<file::FileSourceConfig>("file", generator),
             TypeSchema::of::<stdin::StdinConfig>("stdin", generator),
         ]
     }
@@ -41,6 +44,11 @@ impl SourceConfig {
     ) -> Result<Self, ComponentParseError> {
         match type_name {
             "stdin" => Ok(Self::Stdin(deserialize(options)?)),
+            "file" => {
+                let config: file::FileSourceConfig = deserialize(options)?;
+                config.validate().map_err(ComponentParseError::Check)?;
+                Ok(Self::File(Box::new(config)))
+            }
             "ci_exec" => {
                 let config: ci_exec::CiExecConfig = deserialize(options)?;
                 config.check().map_err(ComponentParseError::Check)?;
@@ -54,6 +62,7 @@ impl SourceConfig {
         match self {
             Self::Stdin(config) => Ok(stdin::build(config.clone(), cx)),
             Self::CiExec(config) => ci_exec::build(config, cx),
+            Self::File(config) => file::build(config, cx),
         }
     }
 }

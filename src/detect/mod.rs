@@ -1,0 +1,654 @@
+//! Secret detection and redaction engine.
+//!
+//! Two stages per input block (one line, or many `\n`-separated lines):
+//! 1. a multi-literal keyword prefilter over all rules' keywords (ASCII case-insensitive, see
+//!    [`prefilter`](self) module docs): a 4-gram two-probe bitmap scan with in-place verification
+//!    finds the exact keyword occurrences in one pass; lines with no keyword cost nothing more;
+//! 2. for each line holding keywords, the regexes of the rules owning them (`regex::bytes`,
+//!    finite automata, linear time, no backtracking) run on that line only.
+//!
+//! Matches go through placeholder / reference / CI-identifier / allowlist / entropy / validator
+//! filters. Registered known values (plaintext or fingerprint) are matched independently (see
+//! [`known`]). Working memory is bounded: inputs are scanned in windows of [`SCAN_WINDOW`] bytes
+//! and at most [`MAX_FINDINGS_PER_CALL`] findings are produced per call.
+//!
+//! The [`Detector`] is immutable after construction (`Send + Sync`, share it with `Arc`); the only
+//! mutable part, the known values, is replaced with `&mut self` or passed per call to
+//! [`Detector::scan_with`].
+
+pub mod filters;
+pub mod fingerprint;
+pub mod known;
+mod prefilter;
+pub mod rules;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use regex::bytes::{Regex, RegexBuilder};
+
+pub use fingerprint::{Fingerprint, Fingerprinter};
+pub use known::{Encoding, KnownValues};
+pub use rules::{Confidence, Rule, RuleSpec};
+pub use validate::Validator;
+
+/// Errors building a [`Detector`].
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("rule file does not parse: {0}")]
+    RuleFile(String),
+    #[error("rule {id:?}: field `{field}`: {message}")]
+    InvalidRule {
+        id: String,
+        field: &'static str,
+        message: String,
+    },
+    #[error("allowlist entry #{index}: {message}")]
+    Allowlist { index: usize, message: String },
+    #[error("disable_rules: no rule with id {0:?}")]
+    UnknownRule(String),
+}
+
+/// Detector configuration.
+#[derive(Clone, Default)]
+pub struct DetectorConfig {
+    /// Material for the per-fleet fingerprint key (`blake3::derive_key`).
+    pub fingerprint_key: String,
+    /// User rules, added to the built-in ones (ids must be unique).
+    pub extra_rules: Vec<RuleSpec>,
+    /// Regexes; a candidate secret matching any of them is ignored.
+    pub allowlist: Vec<String>,
+    /// Built-in or extra rule ids to disable.
+    pub disable_rules: Vec<String>,
+}
+
+impl fmt::Debug for DetectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DetectorConfig")
+            .field("fingerprint_key", &"<hidden>")
+            .field("extra_rules", &self.extra_rules.len())
+            .field("allowlist", &self.allowlist)
+            .field("disable_rules", &self.disable_rules)
+            .finish()
+    }
+}
+
+/// How a finding was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// A rule's pattern matched.
+    Pattern,
+    /// A registered plaintext value, in the given encoding.
+    KnownValue { encoding: Encoding },
+    /// A registered fingerprint (no plaintext held), in the given encoding.
+    KnownFingerprint { encoding: Encoding },
+}
+
+/// One detected secret. Holds no plaintext: only where it is and its keyed fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub rule_id: Arc<str>,
+    pub rule_name: Arc<str>,
+    pub family: Arc<str>,
+    pub confidence: Confidence,
+    /// Byte range of the secret within the scanned input.
+    pub range: Range<usize>,
+    pub fingerprint: Fingerprint,
+    /// `Some(true/false)` when the rule has a checksum validator.
+    pub checksum_valid: Option<bool>,
+    pub method: Method,
+}
+
+impl Finding {
+    /// The redaction marker `[REDACTED:<rule-id>:<fp12>]`.
+    pub fn marker(&self) -> String {
+        format!("[REDACTED:{}:{}]", self.rule_id, self.fingerprint.short())
+    }
+
+    fn priority(&self) -> (u8, Confidence, usize) {
+        let known = !matches!(self.method, Method::Pattern) as u8;
+        (known, self.confidence, self.range.len())
+    }
+
+    /// Rank used when findings overlap: known values, then provider rules, then generic rules.
+    fn rank(&self, generic: bool) -> (u8, u8, Confidence) {
+        let known = !matches!(self.method, Method::Pattern) as u8;
+        (known, !generic as u8, self.confidence)
+    }
+}
+
+/// At most this many findings are produced per call (bounded memory on hostile input).
+pub const MAX_FINDINGS_PER_CALL: usize = 4096;
+
+/// Inputs are scanned in windows of at most this many bytes (bounded working memory).
+pub const SCAN_WINDOW: usize = 1 << 20;
+
+/// The secret detector. `Send + Sync`; cheap to share behind `Arc`.
+pub struct Detector {
+    rules: Vec<Rule>,
+    prefilter: prefilter::Prefilter,
+    /// keyword pattern index -> rule indices
+    kw_rules: Vec<Vec<u32>>,
+    /// rules without keywords: tried on every line
+    always: Vec<u32>,
+    allowlist: Vec<Regex>,
+    fp: Fingerprinter,
+    known: KnownValues,
+}
+
+impl fmt::Debug for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Detector")
+            .field("rules", &self.rules.len())
+            .field("keywords", &self.kw_rules.len())
+            .field("always_rules", &self.always.len())
+            .field("allowlist", &self.allowlist.len())
+            .field("known", &self.known)
+            .finish()
+    }
+}
+
+impl Detector {
+    pub fn new(cfg: &DetectorConfig) -> Result<Self, DetectError> {
+        let mut specs = rules::builtin_rule_specs();
+        specs.extend(cfg.extra_rules.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        for s in &specs {
+            if !seen.insert(s.id.clone()) {
+                return Err(DetectError::InvalidRule {
+                    id: s.id.clone(),
+                    field: "id",
+                    message: "duplicate rule id".into(),
+                });
+            }
+        }
+        for d in &cfg.disable_rules {
+            if !seen.contains(d) {
+                return Err(DetectError::UnknownRule(d.clone()));
+            }
+        }
+        let mut compiled = Vec::with_capacity(specs.len());
+        for s in specs.iter().filter(|s| !cfg.disable_rules.contains(&s.id)) {
+            compiled.push(rules::compile_rule(s)?);
+        }
+        let mut allowlist = Vec::new();
+        for (i, a) in cfg.allowlist.iter().enumerate() {
+            allowlist.push(
+                RegexBuilder::new(a)
+                    .unicode(false)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| DetectError::Allowlist {
+                        index: i,
+                        message: e.to_string(),
+                    })?,
+            );
+        }
+        let fp = Fingerprinter::new(&cfg.fingerprint_key);
+        Self::from_parts(compiled, allowlist, fp)
+    }
+
+    fn from_parts(
+        rules: Vec<Rule>,
+        allowlist: Vec<Regex>,
+        fp: Fingerprinter,
+    ) -> Result<Self, DetectError> {
+        let mut kw_index: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
+        let mut kws: Vec<String> = Vec::new();
+        let mut kw_rules: Vec<Vec<u32>> = Vec::new();
+        let mut always = Vec::new();
+        for (ri, r) in rules.iter().enumerate() {
+            if r.keywords.is_empty() {
+                always.push(ri as u32);
+            }
+            for k in &r.keywords {
+                let idx = *kw_index.entry(k.clone()).or_insert_with(|| {
+                    kws.push(k.clone());
+                    kw_rules.push(Vec::new());
+                    kws.len() - 1
+                });
+                if !kw_rules[idx].contains(&(ri as u32)) {
+                    kw_rules[idx].push(ri as u32);
+                }
+            }
+        }
+        let prefilter = prefilter::Prefilter::new(&kws)
+            .map_err(|e| DetectError::RuleFile(format!("keyword prefilter: {e}")))?;
+        Ok(Detector {
+            prefilter,
+            known: KnownValues::new(fp.clone()),
+            rules,
+            kw_rules,
+            always,
+            allowlist,
+            fp,
+        })
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Keyed fingerprint of a secret (same key as findings and known values).
+    pub fn fingerprint(&self, secret: &[u8]) -> Fingerprint {
+        self.fp.fingerprint(secret)
+    }
+
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fp
+    }
+
+    /// An empty known-value set using this detector's fingerprint key.
+    pub fn new_known_values(&self) -> KnownValues {
+        KnownValues::new(self.fp.clone())
+    }
+
+    /// Known values consulted by [`Detector::scan`].
+    pub fn known_values(&self) -> &KnownValues {
+        &self.known
+    }
+
+    pub fn known_values_mut(&mut self) -> &mut KnownValues {
+        &mut self.known
+    }
+
+    pub fn set_known_values(&mut self, kv: KnownValues) {
+        self.known = kv;
+    }
+
+    /// Scans `input` (one line, or a block of `\n`-separated lines; any bytes) and appends findings
+    /// with ranges relative to `input`. Uses the detector's own known values.
+    pub fn scan(&self, input: &[u8], out: &mut Vec<Finding>) {
+        self.scan_with(input, Some(&self.known), out)
+    }
+
+    /// Like [`Detector::scan`] but with an explicit known-value set (or none), so the agent can
+    /// keep the detector in an `Arc` and swap known values independently.
+    ///
+    /// Inputs larger than [`SCAN_WINDOW`] are processed window by window (cut at a newline when
+    /// the window holds one), so working memory stays bounded for any input; a secret straddling
+    /// the cut of a single line longer than the window can be missed.
+    pub fn scan_with(&self, input: &[u8], known: Option<&KnownValues>, out: &mut Vec<Finding>) {
+        let limit = out.len() + MAX_FINDINGS_PER_CALL;
+        let mut start = 0;
+        while start < input.len() || (start == 0 && input.is_empty()) {
+            let mut end = (start + SCAN_WINDOW).min(input.len());
+            if end < input.len()
+                && let Some(p) = memchr::memrchr(b'\n', &input[start..end])
+                && p > 0
+            {
+                end = start + p + 1;
+            }
+            let base = out.len();
+            self.scan_window(&input[start..end], known, out, limit);
+            if start > 0 {
+                for f in &mut out[base..] {
+                    f.range = f.range.start + start..f.range.end + start;
+                }
+            }
+            if out.len() >= limit || end >= input.len() {
+                break;
+            }
+            start = end;
+        }
+    }
+
+    fn scan_window(
+        &self,
+        input: &[u8],
+        known: Option<&KnownValues>,
+        out: &mut Vec<Finding>,
+        limit: usize,
+    ) {
+        let base = out.len();
+        let words = self.rules.len().div_ceil(64);
+        // candidate-rule bitset: on the stack for up to 1024 rules
+        let mut small = [0u64; 16];
+        let mut heap = Vec::new();
+        let cand: &mut [u64] = if words <= small.len() {
+            &mut small[..words]
+        } else {
+            heap.resize(words, 0u64);
+            &mut heap[..]
+        };
+        let mut touched: Vec<u32> = Vec::new();
+        if !self.kw_rules.is_empty() {
+            // stage 1: exact keyword occurrences (4-gram bitmap + in-place verification, see
+            // `prefilter`); stage 2: per line holding keywords, the regexes of the rules owning
+            // them. Lines without keywords cost only the bitmap scan.
+            let mut hits: Vec<(usize, u32)> = Vec::new();
+            self.prefilter.find_all(input, &mut hits);
+            let mut cur: Option<(usize, usize)> = None;
+            for &(st, kw) in &hits {
+                let in_cur = matches!(cur, Some((s, e)) if st >= s && st < e);
+                if !in_cur {
+                    if let Some((s, e)) = cur {
+                        self.run_line(input, s, e, &mut touched, cand, out, limit);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                    let s = memchr::memrchr(b'\n', &input[..st]).map_or(0, |p| p + 1);
+                    let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
+                    cur = Some((s, e));
+                }
+                for &r in &self.kw_rules[kw as usize] {
+                    let (w, b) = ((r / 64) as usize, r % 64);
+                    if cand[w] & (1 << b) == 0 {
+                        cand[w] |= 1 << b;
+                        touched.push(r);
+                    }
+                }
+            }
+            if let Some((s, e)) = cur {
+                self.run_line(input, s, e, &mut touched, cand, out, limit);
+            }
+        }
+        if !self.always.is_empty() {
+            let mut s = 0;
+            for e in memchr::memchr_iter(b'\n', input).chain(std::iter::once(input.len())) {
+                if e >= s {
+                    for &r in &self.always {
+                        self.apply_rule(&self.rules[r as usize], input, s, e, out, limit);
+                    }
+                }
+                s = e + 1;
+            }
+        }
+        if let Some(k) = known
+            && !k.is_empty()
+        {
+            k.scan(input, out, limit);
+        }
+        if out.len() - base > 1 {
+            self.dedupe(out, base);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_line(
+        &self,
+        input: &[u8],
+        s: usize,
+        e: usize,
+        touched: &mut Vec<u32>,
+        cand: &mut [u64],
+        out: &mut Vec<Finding>,
+        limit: usize,
+    ) {
+        for &r in touched.iter() {
+            cand[(r / 64) as usize] &= !(1 << (r % 64));
+            self.apply_rule(&self.rules[r as usize], input, s, e, out, limit);
+        }
+        touched.clear();
+    }
+
+    fn apply_rule(
+        &self,
+        rule: &Rule,
+        input: &[u8],
+        ls: usize,
+        le: usize,
+        out: &mut Vec<Finding>,
+        limit: usize,
+    ) {
+        let line = &input[ls..le];
+        if !rule
+            .requires
+            .iter()
+            .all(|r| memchr::memmem::find(line, r).is_some())
+        {
+            return;
+        }
+        let mut locs = rule.regex.capture_locations();
+        let mut at = 0;
+        while at <= line.len() && out.len() < limit {
+            let Some(m) = rule.regex.captures_read_at(&mut locs, line, at) else {
+                break;
+            };
+            at = if m.end() > m.start() {
+                m.end()
+            } else {
+                m.end() + 1
+            };
+            let span = match rule.secret_group {
+                Some(g) => locs.get(g),
+                None => (1..locs.len()).find_map(|i| locs.get(i)),
+            }
+            .unwrap_or((m.start(), m.end()));
+            let (mut s, mut e) = span;
+            // trim escaped-quote residue and whitespace around the value
+            while e > s && (line[e - 1] == b'\\' || line[e - 1].is_ascii_whitespace()) {
+                e -= 1;
+            }
+            while s < e && line[s].is_ascii_whitespace() {
+                s += 1;
+            }
+            if e <= s {
+                continue;
+            }
+            let secret = &line[s..e];
+            if !self.accept(rule, secret, line, s) {
+                continue;
+            }
+            let mut confidence = rule.confidence;
+            let mut checksum_valid = None;
+            if let Some(v) = rule.validator {
+                let ok = v.check(secret);
+                if v.required() {
+                    if !ok {
+                        continue;
+                    }
+                } else {
+                    checksum_valid = Some(ok);
+                    if !ok && confidence == Confidence::High {
+                        confidence = Confidence::Medium;
+                    }
+                }
+            }
+            out.push(Finding {
+                rule_id: rule.id.clone(),
+                rule_name: rule.name.clone(),
+                family: rule.family.clone(),
+                confidence,
+                range: ls + s..ls + e,
+                fingerprint: self.fp.fingerprint(secret),
+                checksum_valid,
+                method: Method::Pattern,
+            });
+        }
+    }
+
+    fn accept(&self, rule: &Rule, secret: &[u8], line: &[u8], start: usize) -> bool {
+        if filters::is_placeholder(secret) {
+            return false;
+        }
+        if rule.ci_filter && filters::is_ci_identifier(secret) {
+            return false;
+        }
+        if self.allowlist.iter().any(|a| a.is_match(secret)) {
+            return false;
+        }
+        if rule.generic {
+            if filters::is_reference_or_code(secret)
+                || filters::is_hash_in_hash_context(secret, line)
+            {
+                return false;
+            }
+            if secret.contains(&b' ') {
+                return false;
+            }
+            if let Some(c) = memchr::memchr(b':', secret) {
+                let tail = &secret[c + 1..];
+                if !tail.is_empty()
+                    && (filters::is_placeholder(tail) || filters::is_reference_or_code(tail))
+                {
+                    return false;
+                }
+            }
+            if filters::key_is_stopword(line, start) {
+                return false;
+            }
+            // value separated from a word-like key by whitespace only ("password hunter2",
+            // "password is x"): demand a digit or mixed case so prose ("password for user") is skipped
+            let quoted = start > 0 && matches!(line[start - 1], b'"' | b'\'' | b'`');
+            if !quoted {
+                let mut j = start;
+                while j > 0 && line[j - 1].is_ascii_whitespace() {
+                    j -= 1;
+                }
+                while j > 0 && matches!(line[j - 1], b'"' | b'\'' | b'`') {
+                    j -= 1;
+                }
+                let word_len = line[..j]
+                    .iter()
+                    .rev()
+                    .take_while(|b| b.is_ascii_alphanumeric())
+                    .count();
+                if j < start && word_len >= 3 {
+                    let digit = secret.iter().any(|b| b.is_ascii_digit());
+                    let mixed = secret.iter().any(|b| b.is_ascii_lowercase())
+                        && secret.iter().any(|b| b.is_ascii_uppercase());
+                    if !(digit || mixed) {
+                        return false;
+                    }
+                }
+            }
+        }
+        if let Some(min) = rule.min_entropy
+            && !filters::entropy_ok(secret, min)
+        {
+            return false;
+        }
+        true
+    }
+
+    fn is_generic_rule(&self, id: &str) -> bool {
+        self.rules.iter().any(|r| r.generic && &*r.id == id)
+    }
+
+    /// Drops exact duplicates and findings contained in a higher-ranked finding (provider rule over
+    /// generic rule, higher confidence over lower); equal-rank findings on the same range are kept
+    /// (different providers sharing a token shape). Leaves `out[base..]` sorted by start.
+    fn dedupe(&self, out: &mut Vec<Finding>, base: usize) {
+        let mut v: Vec<(Finding, (u8, u8, Confidence))> = out
+            .drain(base..)
+            .map(|f| {
+                let g = self.is_generic_rule(&f.rule_id);
+                let r = f.rank(g);
+                (f, r)
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.range.len().cmp(&a.0.range.len())));
+        let mut kept: Vec<(Finding, (u8, u8, Confidence))> = Vec::with_capacity(v.len());
+        for (f, r) in v {
+            let dominated = kept.iter().any(|(k, kr)| {
+                let contains = k.range.start <= f.range.start && f.range.end <= k.range.end;
+                let overlaps = k.range.start < f.range.end && f.range.start < k.range.end;
+                (k.rule_id == f.rule_id && overlaps)
+                    || (contains && (*kr > r || k.range != f.range && kr.0 == r.0 && kr.1 == r.1))
+                    || (overlaps && r.1 == 0 && kr.1 == 1)
+            });
+            if !dominated {
+                kept.push((f, r));
+            }
+        }
+        kept.sort_by_key(|(f, _)| (f.range.start, f.range.end));
+        out.extend(kept.into_iter().map(|(f, _)| f));
+    }
+
+    /// Profiling aid: number of keyword-prefilter hits in `input`.
+    #[doc(hidden)]
+    pub fn keyword_hits(&self, input: &[u8]) -> usize {
+        let mut hits = Vec::new();
+        self.prefilter.find_all(input, &mut hits);
+        hits.len()
+    }
+
+    /// Profiling aid: per rule, nanoseconds spent and lines tried when scanning `input`.
+    #[doc(hidden)]
+    pub fn profile_rules(&self, input: &[u8]) -> Vec<(String, u128, usize)> {
+        let mut stats = vec![(0u128, 0usize); self.rules.len()];
+        let mut hits = Vec::new();
+        self.prefilter.find_all(input, &mut hits);
+        let mut out = Vec::new();
+        let mut last_line = usize::MAX;
+        let mut done = std::collections::HashSet::new();
+        for &(st, kw) in &hits {
+            let s = memchr::memrchr(b'\n', &input[..st]).map_or(0, |p| p + 1);
+            let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
+            if s != last_line {
+                done.clear();
+                last_line = s;
+            }
+            for &r in &self.kw_rules[kw as usize] {
+                if done.insert(r) {
+                    let t = std::time::Instant::now();
+                    self.apply_rule(&self.rules[r as usize], input, s, e, &mut out, usize::MAX);
+                    stats[r as usize].0 += t.elapsed().as_nanos();
+                    stats[r as usize].1 += 1;
+                }
+            }
+        }
+        self.rules
+            .iter()
+            .zip(stats)
+            .map(|(r, (ns, n))| (r.id.to_string(), ns, n))
+            .collect()
+    }
+
+    /// Returns a copy of `input` with every finding's range replaced by its marker
+    /// `[REDACTED:<rule-id>:<fp12>]`. Overlapping or touching ranges are merged into one marker
+    /// (named after the highest-priority finding in the group). Ranges beyond `input` are clipped.
+    pub fn redact(&self, input: &[u8], findings: &[Finding]) -> Vec<u8> {
+        redact(input, findings)
+    }
+}
+
+/// See [`Detector::redact`].
+pub fn redact(input: &[u8], findings: &[Finding]) -> Vec<u8> {
+    let mut fs: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.range.start < f.range.end && f.range.start < input.len())
+        .collect();
+    if fs.is_empty() {
+        return input.to_vec();
+    }
+    fs.sort_by_key(|f| (f.range.start, std::cmp::Reverse(f.range.end)));
+    let mut out = Vec::with_capacity(input.len() + fs.len() * 40);
+    let mut pos = 0;
+    let mut i = 0;
+    while i < fs.len() {
+        let start = fs[i].range.start.max(pos);
+        let mut end = fs[i].range.end.min(input.len());
+        let mut best = fs[i];
+        let mut j = i + 1;
+        while j < fs.len() && fs[j].range.start <= end {
+            end = end.max(fs[j].range.end.min(input.len()));
+            if fs[j].priority() > best.priority() {
+                best = fs[j];
+            }
+            j += 1;
+        }
+        out.extend_from_slice(&input[pos..start]);
+        out.extend_from_slice(best.marker().as_bytes());
+        pos = end.max(start);
+        i = j;
+    }
+    out.extend_from_slice(&input[pos.min(input.len())..]);
+    out
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Detector>();
+    is::<KnownValues>();
+    is::<Finding>();
+}

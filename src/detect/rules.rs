@@ -1,0 +1,236 @@
+//! Rules as data: the built-in TOML rule file, user rules, and their compiled form.
+
+use std::fmt;
+use std::sync::Arc;
+
+use regex::bytes::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::DetectError;
+use super::validate::Validator;
+
+/// The built-in rule file, compiled into the binary.
+pub const BUILTIN_RULES_TOML: &str = include_str!("rules.toml");
+
+/// How sure a rule is that a match is a live secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+/// A rule as written in TOML (built-in file or user configuration).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: String,
+    pub name: String,
+    pub family: String,
+    pub confidence: Confidence,
+    /// Regex (Rust `regex` syntax, bytes, Unicode off). The secret is the named group `secret`,
+    /// else the first participating capture group, else the whole match.
+    pub regex: String,
+    /// Case-insensitive literals; a line is tried against this rule only if one occurs in it.
+    /// An empty list means the rule is tried on every line (slower).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Literals (case-sensitive) that must all occur in the line before the regex is tried: a
+    /// cheap second filter for rules whose keywords are common (`@` for URLs with credentials).
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub validator: Option<String>,
+    /// Minimum Shannon entropy (bits/char) of the secret, scaled down for short values.
+    #[serde(default)]
+    pub min_entropy: Option<f64>,
+    /// Apply the CI identifier allowlist (digests, UUIDs, ...). Default true.
+    #[serde(default)]
+    pub ci_filter: Option<bool>,
+    /// Apply generic-assignment heuristics (references, code, prose). Default false.
+    #[serde(default)]
+    pub generic: bool,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    #[serde(default)]
+    pub counter_examples: Vec<String>,
+}
+
+impl fmt::Debug for RuleSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSpec")
+            .field("id", &self.id)
+            .field("family", &self.family)
+            .field("confidence", &self.confidence)
+            .field("keywords", &self.keywords)
+            .field("examples", &self.examples.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    rule: Vec<RuleSpec>,
+}
+
+/// Parses a rule file (`[[rule]]` tables).
+pub fn parse_rules_toml(text: &str) -> Result<Vec<RuleSpec>, DetectError> {
+    let f: RuleFile = toml::from_str(text).map_err(|e| DetectError::RuleFile(e.to_string()))?;
+    Ok(f.rule)
+}
+
+/// The built-in rules.
+pub fn builtin_rule_specs() -> Vec<RuleSpec> {
+    parse_rules_toml(BUILTIN_RULES_TOML).expect("built-in rules.toml parses")
+}
+
+/// A compiled rule.
+pub struct Rule {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub family: Arc<str>,
+    pub confidence: Confidence,
+    pub keywords: Vec<String>,
+    pub requires: Vec<Vec<u8>>,
+    pub validator: Option<Validator>,
+    pub min_entropy: Option<f64>,
+    pub ci_filter: bool,
+    pub generic: bool,
+    pub(crate) regex: Regex,
+    pub(crate) secret_group: Option<usize>,
+    pub spec: RuleSpec,
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("id", &self.id)
+            .field("family", &self.family)
+            .field("confidence", &self.confidence)
+            .finish_non_exhaustive()
+    }
+}
+
+fn bad(spec: &RuleSpec, field: &'static str, msg: impl Into<String>) -> DetectError {
+    DetectError::InvalidRule {
+        id: if spec.id.is_empty() {
+            "<missing id>".into()
+        } else {
+            spec.id.clone()
+        },
+        field,
+        message: msg.into(),
+    }
+}
+
+/// Limits on compiled regex size (bounded memory for any rule set).
+const REGEX_SIZE_LIMIT: usize = 8 << 20;
+const DFA_SIZE_LIMIT: usize = 2 << 20;
+
+/// Compiles a user or built-in rule, naming the rule id and field on error.
+pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, DetectError> {
+    if spec.id.trim().is_empty() {
+        return Err(bad(spec, "id", "must not be empty"));
+    }
+    if !spec
+        .id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(bad(
+            spec,
+            "id",
+            "only [A-Za-z0-9._-] allowed (it appears in redaction markers)",
+        ));
+    }
+    if spec.name.trim().is_empty() {
+        return Err(bad(spec, "name", "must not be empty"));
+    }
+    if spec.family.trim().is_empty() {
+        return Err(bad(spec, "family", "must not be empty"));
+    }
+    if spec.regex.is_empty() {
+        return Err(bad(spec, "regex", "must not be empty"));
+    }
+    let regex = RegexBuilder::new(&spec.regex)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT)
+        .build()
+        .map_err(|e| bad(spec, "regex", e.to_string()))?;
+    if regex.is_match(b"") {
+        return Err(bad(spec, "regex", "matches the empty string"));
+    }
+    let secret_group = regex.capture_names().position(|n| n == Some("secret"));
+    if spec.requires.iter().any(|r| r.is_empty()) {
+        return Err(bad(spec, "requires", "empty literal"));
+    }
+    for k in &spec.keywords {
+        if k.len() < 3 {
+            return Err(bad(
+                spec,
+                "keywords",
+                format!("keyword {k:?} is shorter than 3 bytes"),
+            ));
+        }
+        if k.contains('\n') {
+            return Err(bad(
+                spec,
+                "keywords",
+                format!("keyword {k:?} contains a newline"),
+            ));
+        }
+    }
+    let validator = match &spec.validator {
+        None => None,
+        Some(v) => Some(Validator::parse(v).ok_or_else(|| {
+            bad(
+                spec,
+                "validator",
+                format!(
+                    "unknown validator {v:?} (known: github_crc32, basic_auth_b64, b64_private_key)"
+                ),
+            )
+        })?),
+    };
+    if let Some(e) = spec.min_entropy
+        && !(0.0..=8.0).contains(&e)
+    {
+        return Err(bad(spec, "min_entropy", "must be within 0..=8 bits/char"));
+    }
+    Ok(Rule {
+        id: spec.id.as_str().into(),
+        name: spec.name.as_str().into(),
+        family: spec.family.as_str().into(),
+        confidence: spec.confidence,
+        keywords: spec
+            .keywords
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect(),
+        requires: spec
+            .requires
+            .iter()
+            .map(|r| r.as_bytes().to_vec())
+            .collect(),
+        validator,
+        min_entropy: spec.min_entropy,
+        ci_filter: spec.ci_filter.unwrap_or(true),
+        generic: spec.generic,
+        regex,
+        secret_group,
+        spec: spec.clone(),
+    })
+}

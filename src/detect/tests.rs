@@ -1,0 +1,397 @@
+use super::*;
+
+fn det() -> Detector {
+    Detector::new(&DetectorConfig {
+        fingerprint_key: "test-fleet".into(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn shared_det() -> &'static Detector {
+    static D: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
+    D.get_or_init(det)
+}
+
+#[test]
+fn at_least_150_rules() {
+    assert!(
+        shared_det().rules().len() >= 150,
+        "{}",
+        shared_det().rules().len()
+    );
+}
+
+#[test]
+fn every_rule_examples_and_counter_examples() {
+    let d = shared_det();
+    let mut failures = Vec::new();
+    for r in d.rules() {
+        if r.spec.examples.is_empty() {
+            failures.push(format!("{}: no examples", r.id));
+        }
+        for ex in &r.spec.examples {
+            let mut out = Vec::new();
+            d.scan(ex.as_bytes(), &mut out);
+            if !out.iter().any(|f| f.rule_id == r.id) {
+                let got: Vec<_> = out.iter().map(|f| f.rule_id.to_string()).collect();
+                failures.push(format!(
+                    "{}: example not matched: {:?} (got {:?})",
+                    r.id, ex, got
+                ));
+            }
+            // the redacted line must not contain the captured secret any more
+            let red = d.redact(ex.as_bytes(), &out);
+            for f in &out {
+                let secret = &ex.as_bytes()[f.range.clone()];
+                if secret.len() >= 8 && memchr::memmem::find(&red, secret).is_some() {
+                    failures.push(format!("{}: secret survives redaction", r.id));
+                }
+            }
+        }
+        for ce in &r.spec.counter_examples {
+            let mut out = Vec::new();
+            d.scan(ce.as_bytes(), &mut out);
+            if out.iter().any(|f| f.rule_id == r.id) {
+                failures.push(format!("{}: counter-example matched: {:?}", r.id, ce));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn github_checksum_sets_flag() {
+    let d = shared_det();
+    let ex = &d
+        .rules()
+        .iter()
+        .find(|r| &*r.id == "github-pat")
+        .unwrap()
+        .spec
+        .examples[0];
+    let mut out = Vec::new();
+    d.scan(ex.as_bytes(), &mut out);
+    let f = out.iter().find(|f| &*f.rule_id == "github-pat").unwrap();
+    assert_eq!(f.checksum_valid, Some(true));
+    assert_eq!(f.confidence, Confidence::High);
+}
+
+#[test]
+fn user_rule_errors_name_id_and_field() {
+    let mut spec = shared_det().rules()[0].spec.clone();
+    spec.id = "my-rule".into();
+    spec.regex = "(unclosed".into();
+    let e = Detector::new(&DetectorConfig {
+        extra_rules: vec![spec.clone()],
+        ..Default::default()
+    })
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("my-rule") && msg.contains("regex"), "{msg}");
+    spec.regex = "foo(bar)".into();
+    spec.validator = Some("nope".into());
+    let msg = Detector::new(&DetectorConfig {
+        extra_rules: vec![spec],
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("my-rule") && msg.contains("validator"),
+        "{msg}"
+    );
+    let msg = rules::parse_rules_toml("[[rule]]\nid = 'x'\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("missing field"), "{msg}");
+}
+
+#[test]
+fn user_rules_and_allowlist() {
+    let spec = RuleSpec {
+        id: "acme-internal".into(),
+        name: "ACME internal token".into(),
+        family: "acme".into(),
+        confidence: Confidence::High,
+        regex: r"\b(acme_[a-z0-9]{20})\b".into(),
+        keywords: vec!["acme_".into()],
+        requires: vec![],
+        validator: None,
+        min_entropy: None,
+        ci_filter: None,
+        generic: false,
+        examples: vec![],
+        counter_examples: vec![],
+    };
+    let cfg = DetectorConfig {
+        fingerprint_key: "k".into(),
+        extra_rules: vec![spec],
+        allowlist: vec!["^acme_allowed".into()],
+        disable_rules: vec!["jwt".into()],
+    };
+    let d = Detector::new(&cfg).unwrap();
+    let mut out = Vec::new();
+    d.scan(b"token acme_q8zr4lmt0pxc2vbnk7wd here", &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&*out[0].rule_id, "acme-internal");
+    out.clear();
+    d.scan(b"token acme_allowedq8zr4lmt0pxc2 here", &mut out);
+    assert!(out.is_empty());
+    assert!(d.rules().iter().all(|r| &*r.id != "jwt"));
+}
+
+#[test]
+fn redaction_merges_and_marks() {
+    let d = shared_det();
+    let line = b"export GH=ghp_aaaa DATABASE_URL=postgres://u:Zq8rT4lM0pXc2VbN@db:5432/x";
+    let mut out = Vec::new();
+    d.scan(line, &mut out);
+    let red = String::from_utf8(d.redact(line, &out)).unwrap();
+    assert!(red.contains("[REDACTED:db-connection-url:"), "{red}");
+    assert!(!red.contains("Zq8rT4lM0pXc2VbN"));
+    // overlapping synthetic findings merge into one marker
+    let f = |r: Range<usize>| Finding {
+        rule_id: "a".into(),
+        rule_name: "a".into(),
+        family: "a".into(),
+        confidence: Confidence::High,
+        range: r,
+        fingerprint: d.fingerprint(b"x"),
+        checksum_valid: None,
+        method: Method::Pattern,
+    };
+    let red = d.redact(b"0123456789", &[f(2..5), f(4..7), f(100..200)]);
+    assert_eq!(red.iter().filter(|&&b| b == b'[').count(), 1);
+    assert!(red.starts_with(b"01[REDACTED:a:"));
+    assert!(red.ends_with(b"]789"));
+}
+
+#[test]
+fn fingerprints_are_keyed() {
+    let a = Detector::new(&DetectorConfig {
+        fingerprint_key: "fleet-a".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let b = Detector::new(&DetectorConfig {
+        fingerprint_key: "fleet-b".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_ne!(
+        a.fingerprint(b"s3cr3t-value"),
+        b.fingerprint(b"s3cr3t-value")
+    );
+    assert_eq!(a.fingerprint(b"s3cr3t-value").short().len(), 12);
+    assert_eq!(a.fingerprint(b"s3cr3t-value").full_hex().len(), 64);
+    let fp = a.fingerprint(b"s3cr3t-value");
+    assert_eq!(Fingerprint::from_hex(&fp.full_hex()), Some(fp));
+    assert!(!format!("{:?}", a).contains("fleet-a"));
+}
+
+#[test]
+fn known_values_all_encodings() {
+    use base64::Engine as _;
+    let mut d = det();
+    let secret = b"Zq8/rT4+lM0pXc2VbN!x";
+    d.known_values_mut().register_plaintext(secret);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut lines: Vec<Vec<u8>> = vec![secret.to_vec()];
+    for prefix in [&b""[..], b"x", b"ci-bot:", b"ab"] {
+        let mut p = prefix.to_vec();
+        p.extend_from_slice(secret);
+        lines.push(format!("Authorization: Basic {}", b64.encode(&p)).into_bytes());
+    }
+    lines.push(b64.encode(b64.encode(secret)).into_bytes());
+    lines.push(b"q=Zq8%2FrT4%2BlM0pXc2VbN%21x&b=1".to_vec());
+    lines.push(b"{\"v\":\"Zq8\\/rT4+lM0pXc2VbN!x\"}".to_vec());
+    lines.push(b"echo Zq8/rT4+lM0pXc2VbN\\!x".to_vec());
+    lines.push(super::fingerprint::to_hex(secret).into_bytes());
+    for l in &lines {
+        let mut out = Vec::new();
+        d.scan(l, &mut out);
+        assert!(
+            out.iter()
+                .any(|f| matches!(f.method, Method::KnownValue { .. })),
+            "not found in {}",
+            String::from_utf8_lossy(l)
+        );
+        let red = d.redact(l, &out);
+        assert!(
+            memchr::memmem::find(&red, b"rT4").is_none() || l.starts_with(b"q="),
+            "{}",
+            String::from_utf8_lossy(&red)
+        );
+    }
+    // multi-line secret: each line
+    let pem = b"-----BEGIN X-----\nQUJDREVGR0hJSktMTU5PUFFSU1RVVldY\nWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2\n-----END X-----";
+    d.known_values_mut().register_plaintext(pem);
+    let mut out = Vec::new();
+    d.scan(b"  WVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2", &mut out);
+    assert!(out.iter().any(|f| matches!(
+        f.method,
+        Method::KnownValue {
+            encoding: Encoding::MultilineLine
+        }
+    )));
+    assert!(!format!("{:?}", d.known_values()).contains("Zq8"));
+}
+
+#[test]
+fn known_fingerprints_without_plaintext() {
+    use base64::Engine as _;
+    let d = shared_det();
+    let secret = b"Zq8rT4lM0pXc2VbNk7Wd";
+    let mut kv = d.new_known_values();
+    kv.register_fingerprint(d.fingerprint(secret), Some(secret.len()));
+    let mut kv_nolen = d.new_known_values();
+    kv_nolen.register_fingerprint(d.fingerprint(secret), None);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let lines = [
+        b"export TOKEN=Zq8rT4lM0pXc2VbNk7Wd".to_vec(),
+        b"curl https://u:Zq8rT4lM0pXc2VbNk7Wd@host/x".to_vec(),
+        format!(
+            "Authorization: Basic {}",
+            b64.encode(b"ci-bot:Zq8rT4lM0pXc2VbNk7Wd")
+        )
+        .into_bytes(),
+        format!("v={}", b64.encode(b"Zq8rT4lM0pXc2VbNk7Wd")).into_bytes(),
+        b"{\"t\":\"Zq8rT4lM0pXc2VbNk7Wd\"}".to_vec(),
+    ];
+    for kv in [&kv, &kv_nolen] {
+        for l in &lines {
+            let mut out = Vec::new();
+            d.scan_with(l, Some(kv), &mut out);
+            assert!(
+                out.iter()
+                    .any(|f| matches!(f.method, Method::KnownFingerprint { .. })),
+                "{}",
+                String::from_utf8_lossy(l)
+            );
+        }
+    }
+}
+
+#[test]
+fn block_scan_matches_line_scan() {
+    let d = shared_det();
+    let lines: Vec<String> = d
+        .rules()
+        .iter()
+        .take(60)
+        .map(|r| r.spec.examples[0].clone())
+        .collect();
+    let block = lines.join("\n");
+    let mut block_out = Vec::new();
+    d.scan(block.as_bytes(), &mut block_out);
+    let mut n = 0;
+    let mut off = 0;
+    for l in &lines {
+        let mut out = Vec::new();
+        d.scan(l.as_bytes(), &mut out);
+        for f in &out {
+            let r = off + f.range.start..off + f.range.end;
+            assert!(
+                block_out
+                    .iter()
+                    .any(|g| g.range == r && g.rule_id == f.rule_id)
+            );
+            n += 1;
+        }
+        off += l.len() + 1;
+    }
+    assert_eq!(n, block_out.len());
+}
+
+#[test]
+fn debug_never_prints_secrets() {
+    let d = shared_det();
+    let line = b"export GITLAB=glpat-Zq8rT4lM0pXc2VbNk7Wd";
+    let mut out = Vec::new();
+    d.scan(line, &mut out);
+    assert!(!out.is_empty());
+    let dbg = format!("{:?}", out);
+    assert!(!dbg.contains("Zq8rT4lM0pXc2VbNk7Wd"), "{dbg}");
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn shared() -> &'static Detector {
+        super::shared_det()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let d = shared();
+            let mut out = Vec::new();
+            d.scan(&data, &mut out);
+            let red = d.redact(&data, &out);
+            for f in &out {
+                prop_assert!(f.range.end <= data.len());
+            }
+            prop_assert!(red.len() <= data.len() + out.len() * 64);
+        }
+
+        #[test]
+        fn keyword_soup_never_panics(parts in proptest::collection::vec(
+            prop_oneof![
+                Just("password=".to_string()), Just("ghp_".to_string()), Just("://".to_string()),
+                Just("-----BEGIN PRIVATE KEY-----".to_string()), Just("eyJ".to_string()), Just("\n".to_string()),
+                Just("token: ".to_string()), Just("Authorization: Bearer ".to_string()), "[ -~]{0,40}",
+            ], 0..64)) {
+            let d = shared();
+            let s = parts.concat();
+            let mut out = Vec::new();
+            d.scan(s.as_bytes(), &mut out);
+            let _ = d.redact(s.as_bytes(), &out);
+        }
+    }
+
+    /// Large adversarial inputs: just has to finish (linear-time engines); no timing assertions.
+    #[test]
+    fn large_inputs_linear() {
+        let d = shared();
+        for unit in [
+            &b"password="[..],
+            b"a",
+            b"ghp_",
+            b"eyJ.",
+            b"://a:",
+            b"-----BEGIN PRIVATE KEY-----",
+            b"key-",
+        ] {
+            let big: Vec<u8> = unit.iter().copied().cycle().take(1 << 20).collect();
+            let mut out = Vec::new();
+            d.scan(&big, &mut out);
+            assert!(out.len() <= MAX_FINDINGS_PER_CALL);
+        }
+    }
+}
+
+#[test]
+fn windowed_scan_of_large_input_keeps_ranges() {
+    let d = shared_det();
+    let secret = "glpat-Zq8rT4lM0pXc2VbNk7Wd";
+    let mut big = Vec::new();
+    while big.len() < 3 * SCAN_WINDOW {
+        big.extend_from_slice(b"   Compiling serde v1.0.200 (registry)\n");
+    }
+    let at = big.len();
+    big.extend_from_slice(format!("export GL={secret}\n").as_bytes());
+    big.extend_from_slice(&vec![b'x'; SCAN_WINDOW + 10]);
+    let mut out = Vec::new();
+    d.scan(&big, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&big[out[0].range.clone()], secret.as_bytes());
+    assert!(out[0].range.start > at);
+}

@@ -1,0 +1,369 @@
+//! The `file` source: tails log files matching globs, survives rotation and
+//! restarts, and only moves its checkpoint over lines the sinks acknowledged.
+//!
+//! # Configuration
+//!
+//! ```toml
+//! [sources.build_logs]
+//! type = "file"
+//! include = ["/var/lib/runner/builds/**/*.log"]   # required, absolute globs
+//! exclude = []                        # absolute globs
+//! read_from = "beginning"             # or "end": files without checkpoint found at start-up
+//! # ignore_older = "1d"               # skip new files not modified within this long
+//! max_line_bytes = 102400             # longer lines are cut and flagged
+//! poll_interval = "1s"                # glob walk / fallback when notifications miss
+//! trailing_line_timeout = "1s"        # quiet time before an unterminated last line is sent
+//! max_open_files = 1024
+//! fingerprint_bytes = 1024            # leading bytes checksummed for identity
+//! checkpoint_interval = "1s"
+//! read_batch_bytes = 65536            # per file per round; also the acknowledged batch size
+//! # multiline = { start_pattern = '^\S', condition_pattern = '^\s+at ', mode = "continue_through", timeout = "1s" }
+//! ```
+//!
+//! `multiline.mode` is one of `continue_through`, `continue_past`,
+//! `halt_before`, `halt_with` (see [`MultilineMode`]).
+//!
+//! # Behaviour
+//!
+//! * **Discovery.** `include`/`exclude` globs (absolute, `**` allowed) are
+//!   walked from their literal base directories once per `poll_interval`.
+//!   In between, inotify (through `notify`) on the base directories and the
+//!   directories of the files being read wakes the source for changed and
+//!   new paths. If notifications are unavailable or a watch cannot be added
+//!   (watch limit), a warning is logged and polling carries on alone.
+//! * **Identity** (see `fingerprint.rs`): device + inode, checked against a
+//!   CRC of the first `fingerprint_bytes`. Renames keep the identity;
+//!   copytruncate (size below the read offset, or first bytes changed) and
+//!   inode reuse start the file over with a new generation of its id.
+//! * **Rotation.** A file that disappears from its path while open keeps
+//!   being read through its handle: a deleted file until its end, a renamed
+//!   one until it has been quiet at its end for `max(poll_interval,
+//!   trailing_line_timeout)`. A new file at the old path is read from the
+//!   beginning. After a restart, checkpointed files the globs no longer
+//!   match are looked up by inode in their last directory and, if they grew
+//!   past their checkpoint, read to their end. Symlinks are followed; when
+//!   the link is pointed elsewhere the old target is treated like a renamed
+//!   file.
+//! * **Lines** (see `reader.rs`): split at `\n` (a `\r` before it is
+//!   dropped), bytes kept as they are. Lines over `max_line_bytes` are cut
+//!   and flagged. An unterminated last line is emitted after
+//!   `trailing_line_timeout` of quiet; it is never emitted twice.
+//! * **Fairness.** At most `read_batch_bytes` per file per round, rounds
+//!   rotating their starting file; one round reads at most 8 MiB in total.
+//! * **Handles.** At most `max_open_files`; the handles of the files idle
+//!   longest are closed and reopened by path when the file grows, after
+//!   checking device, inode and head again.
+//!
+//! # Delivery guarantee
+//!
+//! At least once, per file, in file order. Every event carries an
+//! acknowledgement; a file's checkpoint moves only over a contiguous prefix
+//! of batches that every sink delivered (or rejected permanently; an
+//! errored batch holds the file's checkpoint back until the next start).
+//! After a restart or crash (SIGKILL), what is read again is what the last
+//! checkpoint write did not cover: the unacknowledged lines, the lines after
+//! them in the same file, and after a crash at most `checkpoint_interval`
+//! worth of recently acknowledged lines (a clean stop waits up to 5 s for
+//! outstanding acknowledgements and then writes a final checkpoint).
+//! Receivers can drop repeats by (`tailguard.file.id`,
+//! `tailguard.file.offset`).
+//!
+//! Files rotated away (renamed to a name the globs do not match) are read to
+//! their end through the open handle; if the agent was stopped meanwhile,
+//! they are found again by inode in the directory they were last seen in.
+//! Lines are lost only when their file is gone before they were read:
+//! deleted (or compressed) while the agent was stopped, truncated by
+//! copytruncate before the reader got to them, created and rotated away
+//! before any scan or notification showed it, rotated into another directory
+//! while its handle was closed for `max_open_files`, or written to a rotated
+//! file after it had been quiet for the grace period.
+//!
+//! # Checkpoints
+//!
+//! `<data_dir>/<source name>/checkpoints.json`, see `checkpoint.rs`.
+
+mod checkpoint;
+mod config;
+mod discovery;
+mod fingerprint;
+mod multiline;
+mod reader;
+mod tailer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+pub use config::{FileSourceConfig, MultilineConfig, MultilineMode, ReadFrom};
+
+use crate::topology::component::{ComponentTask, SourceContext};
+use checkpoint::Store;
+use tailer::{Dirty, Settings, Tailer};
+
+/// How long a stopping source waits for outstanding acknowledgements before
+/// writing its final checkpoint.
+const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Builds the source's task. Fails only on an invalid configuration.
+pub fn build(config: &FileSourceConfig, cx: SourceContext) -> anyhow::Result<ComponentTask> {
+    build_with(config, cx, true)
+}
+
+fn build_with(
+    config: &FileSourceConfig,
+    cx: SourceContext,
+    notify: bool,
+) -> anyhow::Result<ComponentTask> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("source `{}`: {e}", cx.name))?;
+    let matcher = discovery::Matcher::new(&config.include, &config.exclude)
+        .map_err(|e| anyhow::anyhow!("source `{}`: invalid glob: {e}", cx.name))?;
+    let multiline = config
+        .multiline
+        .as_ref()
+        .map(multiline::Rules::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("source `{}`: invalid multiline pattern: {e}", cx.name))?;
+    let settings = Settings {
+        name: Arc::clone(&cx.name),
+        labels: crate::observe::metrics::component(&format!("sources.{}", cx.name)),
+        context: Arc::clone(&cx.context),
+        matcher,
+        read_from: config.read_from,
+        ignore_older: config.ignore_older,
+        max_line_bytes: config.max_line_bytes,
+        poll_interval: config.poll_interval,
+        trailing_line_timeout: config.trailing_line_timeout,
+        multiline,
+        max_open_files: config.max_open_files,
+        fingerprint_bytes: config.fingerprint_bytes,
+        read_batch_bytes: config.read_batch_bytes,
+        notify,
+    };
+    let checkpoint_interval = config.checkpoint_interval;
+    Ok(Box::pin(run(settings, checkpoint_interval, cx)))
+}
+
+fn make_watcher(dirty: Arc<Mutex<Dirty>>, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    let handler = move |res: notify::Result<notify::Event>| {
+        {
+            let mut d = dirty.lock().unwrap_or_else(|p| p.into_inner());
+            match res {
+                Ok(ev) => {
+                    if matches!(ev.kind, notify::EventKind::Access(_)) {
+                        return;
+                    }
+                    if ev.need_rescan() {
+                        d.rescan = true;
+                    }
+                    d.paths.extend(ev.paths);
+                }
+                Err(_) => d.rescan = true,
+            }
+        }
+        wake.notify_one();
+    };
+    match notify::recommended_watcher(handler) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e,
+                "file notifications unavailable; the file source polls every poll_interval");
+            None
+        }
+    }
+}
+
+async fn save(store: &Arc<Store>, tailer: &mut Tailer) {
+    let entries = tailer.checkpoint_entries();
+    tailer.checkpoint_changed = false;
+    let st = Arc::clone(store);
+    let result = tokio::task::spawn_blocking(move || st.save(entries)).await;
+    let component = tailer.labels().component.clone();
+    let component = component.as_str();
+    match result {
+        Ok(Ok(())) => {
+            if tailer.checkpoint_failing {
+                tailer.checkpoint_failing = false;
+                tracing::info!(path = %store.path().display(), "checkpoints written again");
+                crate::observe::health::recover(component);
+            }
+        }
+        Ok(Err(e)) => {
+            tailer.checkpoint_changed = true;
+            if !tailer.checkpoint_failing {
+                tracing::error!(path = %store.path().display(), error = %e,
+                    "cannot write checkpoints; lines will be read again after a restart");
+            }
+            tailer.checkpoint_failing = true;
+            crate::observe::health::degrade(
+                component,
+                format!(
+                    "cannot write checkpoints to {}: {e}",
+                    store.path().display()
+                ),
+            );
+        }
+        Err(e) => {
+            tailer.checkpoint_changed = true;
+            tracing::error!(error = %e, "checkpoint writer panicked");
+        }
+    }
+}
+
+async fn run(
+    settings: Settings,
+    checkpoint_interval: Duration,
+    cx: SourceContext,
+) -> anyhow::Result<()> {
+    let SourceContext {
+        name,
+        globals,
+        context: _,
+        shutdown,
+        mut out,
+    } = cx;
+    let store = Arc::new(Store::new(globals.data_dir.join(&*name)));
+    let loader = Arc::clone(&store);
+    let entries = tokio::task::spawn_blocking(move || loader.load())
+        .await?
+        .with_context(|| format!("cannot create checkpoint directory for source `{name}`"))?;
+
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    let wake = Arc::new(Notify::new());
+    let dirty = Arc::new(Mutex::new(Dirty::default()));
+    let watcher = if settings.notify {
+        make_watcher(Arc::clone(&dirty), Arc::clone(&wake))
+    } else {
+        None
+    };
+    let mut tailer = Tailer::new(settings, entries, ack_tx, watcher, dirty);
+    let mut last_save = Instant::now();
+
+    'main: loop {
+        while let Ok(msg) = ack_rx.try_recv() {
+            tailer.on_ack(msg);
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let now = std::time::Instant::now();
+        let (t, round) = tokio::task::spawn_blocking(move || {
+            let round = tailer.round(now);
+            (tailer, round)
+        })
+        .await
+        .context("file source round panicked")?;
+        tailer = t;
+        for batch in round.batches {
+            if out.send(batch).await.is_err() {
+                tracing::warn!(source = %name, "no downstream component is running; stopping");
+                break 'main;
+            }
+        }
+        if round.more {
+            tokio::task::yield_now().await;
+            if tailer.checkpoint_changed && last_save.elapsed() >= checkpoint_interval {
+                save(&store, &mut tailer).await;
+                last_save = Instant::now();
+            }
+            continue;
+        }
+        // Acknowledgements do not move the round's timers: compute once.
+        let round_deadline = Instant::from_std(tailer.next_deadline());
+        loop {
+            if tailer.checkpoint_changed && last_save.elapsed() >= checkpoint_interval {
+                save(&store, &mut tailer).await;
+                last_save = Instant::now();
+            }
+            let mut deadline = round_deadline;
+            if tailer.checkpoint_changed {
+                deadline = deadline.min(last_save + checkpoint_interval);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break 'main,
+                msg = ack_rx.recv() => {
+                    if let Some(msg) = msg {
+                        tailer.on_ack(msg);
+                    }
+                }
+                _ = wake.notified() => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    if deadline < round_deadline {
+                        // Only the checkpoint was due.
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    // Stop: let downstream finish with what it has, collect the
+    // acknowledgements that come back, then record progress.
+    drop(out);
+    let give_up = Instant::now() + SHUTDOWN_ACK_WAIT;
+    while tailer.pending_batches() > 0 {
+        tokio::select! {
+            msg = ack_rx.recv() => match msg {
+                Some(msg) => tailer.on_ack(msg),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(give_up) => {
+                tracing::warn!(source = %name, pending_batches = tailer.pending_batches(),
+                    "stopping without all acknowledgements; unacknowledged lines will be read again");
+                break;
+            }
+        }
+    }
+    save(&store, &mut tailer).await;
+    tailer.clear_metrics();
+    let s = &tailer.stats;
+    tracing::info!(source = %name, lines = s.lines, bytes = s.bytes,
+        truncated_lines = s.truncated_lines, errored_batches = s.errored_batches,
+        rejected_batches = s.rejected_batches, files_discovered = s.files_discovered,
+        rotations = s.rotations, truncations = s.truncations, "file source stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    /// A checkpoint that cannot be written degrades the agent's health
+    /// (naming the file, never event content) until a write succeeds.
+    #[tokio::test]
+    async fn failing_checkpoint_writes_degrade_health() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::new(dir.path().join("s")));
+        store.load().unwrap();
+        // A directory where the temporary file should go: writes fail.
+        let tmp = dir.path().join("s").join("checkpoints.json.tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let mut s = tailer::tests::settings(dir.path(), 8);
+        s.labels = crate::observe::metrics::component("sources.health-test");
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut tailer = Tailer::new(s, Vec::new(), tx, None, Arc::default());
+        let reason = || {
+            crate::observe::health::report()
+                .reasons
+                .get("sources.health-test")
+                .cloned()
+        };
+        save(&store, &mut tailer).await;
+        let why = reason().expect("degraded");
+        assert!(why.contains("checkpoints.json"), "{why}");
+        assert!(tailer.checkpoint_changed, "retried later");
+        std::fs::remove_dir(&tmp).unwrap();
+        save(&store, &mut tailer).await;
+        assert_eq!(reason(), None);
+        assert!(store.path().exists());
+    }
+}

@@ -1,43 +1,15 @@
 //! Scores the detector on the shared corpus (`positives`, `negatives`, `encoded_variants`).
 //!
-//! Corpus directory: `$TAILGUARD_CORPUS_DIR`, else `../shared/corpus/secrets` or
-//! `../../shared/corpus/secrets` relative to `CARGO_MANIFEST_DIR`. Skips (passes with a note) when
-//! the corpus is absent.
+//! Corpus directory: see `common::corpus::dir` (a missing corpus skips on a
+//! developer machine and fails under CI).
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 
 use tailguard::detect::{Detector, DetectorConfig, Finding, Method};
 
-fn corpus_dir() -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("TAILGUARD_CORPUS_DIR") {
-        let p = PathBuf::from(d);
-        if p.is_dir() {
-            return Some(p);
-        }
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for rel in ["../shared/corpus/secrets", "../../shared/corpus/secrets"] {
-        let p = root.join(rel);
-        if p.join("positives.jsonl.gz").is_file() {
-            return Some(p);
-        }
-    }
-    None
-}
-
-fn read_jsonl_gz(p: PathBuf) -> Vec<serde_json::Value> {
-    let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
-    let r = BufReader::new(flate2::read::GzDecoder::new(f));
-    r.lines()
-        .map(|l| serde_json::from_str(&l.expect("read line")).expect("json line"))
-        .collect()
-}
-
-fn s<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {
-    v.get(k).and_then(|x| x.as_str()).unwrap_or("")
-}
+use common::corpus::{dir as corpus_dir, field as s, read_jsonl_gz};
 
 fn pct(a: usize, b: usize) -> f64 {
     if b == 0 {
@@ -49,10 +21,7 @@ fn pct(a: usize, b: usize) -> f64 {
 
 #[test]
 fn corpus_scores() {
-    let Some(dir) = corpus_dir() else {
-        eprintln!("corpus not found (set TAILGUARD_CORPUS_DIR); skipping");
-        return;
-    };
+    let Some(dir) = corpus_dir() else { return };
     let det = Detector::new(&DetectorConfig {
         fingerprint_key: "corpus-test".into(),
         ..Default::default()

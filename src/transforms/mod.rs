@@ -1,6 +1,7 @@
 //! Transforms: what happens to events between sources and sinks.
 
 pub mod filter;
+pub mod redact;
 
 use toml::de::ValueDeserializer;
 
@@ -11,11 +12,12 @@ use crate::topology::component::{ComponentTask, TransformContext};
 #[derive(Clone, Debug)]
 pub enum TransformConfig {
     Filter(filter::FilterConfig),
+    Redact(Box<redact::RedactConfig>),
 }
 
 impl TransformConfig {
     /// Every `type` a transform may have.
-    pub const TYPES: &'static [&'static str] = &["filter"];
+    pub const TYPES: &'static [&'static str] = &["filter", "redact"];
 
     /// Each type's options, for `tailguard config schema`; the same order
     /// as `TYPES`.
@@ -36,6 +38,11 @@ impl TransformConfig {
                 config.compile().map_err(ComponentParseError::Check)?;
                 Ok(Self::Filter(config))
             }
+            "redact" => {
+                let config: redact::RedactConfig = deserialize(options)?;
+                config.check().map_err(ComponentParseError::Check)?;
+                Ok(Self::Redact(Box::new(config)))
+            }
             _ => Err(ComponentParseError::UnknownType(Self::TYPES)),
         }
     }
@@ -43,6 +50,7 @@ impl TransformConfig {
     pub fn build(&self, cx: TransformContext) -> anyhow::Result<ComponentTask> {
         match self {
             Self::Filter(config) => filter::build(config, cx),
+            Self::Redact(config) => redact::build(config, cx),
         }
     }
 }

@@ -1,0 +1,387 @@
+//! `type = "redact"`: finds secrets in every line and replaces them before
+//! any sink sees the line.
+//!
+//! Each secret becomes `[REDACTED:<rule-id>:<fp>]`, where `<fp>` is a short
+//! keyed BLAKE3 fingerprint: with one fingerprint key across the fleet, the
+//! collector can see that the same secret leaked on two runners without
+//! ever holding it. Each finding also becomes a span of its own (`FINDING
+//! <rule-id>`), a child of the line's step span when there is one, carrying
+//! the rule, confidence, fingerprint, where the line came from, and how long
+//! detection took. The plaintext is gone from the event when this transform
+//! hands it on; findings never hold it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::config::SecretString;
+use crate::detect::{Detector, DetectorConfig, Finding, Method, RuleSpec};
+use crate::event::{Event, EventBatch, SpanData, SpanKind, SpanStatus, TraceIds};
+use crate::topology::component::{ComponentTask, TransformContext};
+use crate::topology::function_transform;
+
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedactConfig {
+    /// The fleet's fingerprint key, the same on every host so fingerprints
+    /// correlate (`"${TAILGUARD_FINGERPRINT_KEY}"`). Default: a random key
+    /// kept in `data_dir/fingerprint.key`, which correlates on this host
+    /// only.
+    pub fingerprint_key: Option<SecretString>,
+    /// Rules of your own, added to the built-in ones. Same fields as the
+    /// built-in rules: `id`, `name`, `family`, `confidence`, `regex` (the
+    /// secret in a group named `secret` or the first group), `keywords`.
+    #[serde(default)]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub rules: Vec<RuleSpec>,
+    /// Regexes; a candidate secret matching one is not a finding.
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// Rule ids to turn off.
+    #[serde(default)]
+    pub disable_rules: Vec<String>,
+    /// Emit a span per finding (default true).
+    #[serde(default = "yes")]
+    pub emit_findings: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl RedactConfig {
+    /// Checks user rules and allowlist without compiling the 400 built-in
+    /// rules, so `validate` stays fast; errors name the rule and field.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (i, pattern) in self.allowlist.iter().enumerate() {
+            regex::bytes::Regex::new(pattern)
+                .map_err(|e| format!("allowlist[{i}] is not a valid regex: {e}"))?;
+        }
+        for rule in &self.rules {
+            crate::detect::rules::compile_rule(rule).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Builds the detector this configuration describes.
+    pub fn detector(&self, data_dir: &Path) -> anyhow::Result<Detector> {
+        let key = fingerprint_key(
+            self.fingerprint_key.as_ref().map(|k| k.0.as_str()),
+            data_dir,
+        )?;
+        Detector::new(&DetectorConfig {
+            fingerprint_key: key,
+            extra_rules: self.rules.clone(),
+            allowlist: self.allowlist.clone(),
+            disable_rules: self.disable_rules.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// The fingerprint key: the configured one, or this host's own, created
+/// once in `data_dir/fingerprint.key` (mode 0600).
+pub fn fingerprint_key(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(key) = configured.filter(|k| !k.is_empty()) {
+        return Ok(key.to_string());
+    }
+    let path = data_dir.join("fingerprint.key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        let key = key.trim();
+        if !key.is_empty() {
+            return Ok(key.to_string());
+        }
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = crate::event::hex(&rand::random::<[u8; 32]>());
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(key.as_bytes())?;
+    tracing::warn!(
+        path = %path.display(),
+        "no fingerprint_key configured: using a key of this host's own; set one fleet-wide key so fingerprints correlate across hosts"
+    );
+    Ok(key)
+}
+
+pub fn build(config: &RedactConfig, cx: TransformContext) -> anyhow::Result<ComponentTask> {
+    let detector = config.detector(&cx.globals.data_dir)?;
+    tracing::info!(transform = %cx.name, rules = detector.rules().len(), "secret detection ready");
+    let mut redactor = Redactor::new(Arc::new(detector), config.emit_findings);
+    Ok(function_transform(cx, move |batch| redactor.process(batch)))
+}
+
+/// The per-batch work, separate from the task so tests and `scan` share it.
+pub struct Redactor {
+    detector: Arc<Detector>,
+    emit_findings: bool,
+    block: Vec<u8>,
+    starts: Vec<usize>,
+    findings: Vec<Finding>,
+    per_line: Vec<Vec<Finding>>,
+}
+
+impl Redactor {
+    pub fn new(detector: Arc<Detector>, emit_findings: bool) -> Self {
+        Self {
+            detector,
+            emit_findings,
+            block: Vec::new(),
+            starts: Vec::new(),
+            findings: Vec::new(),
+            per_line: Vec::new(),
+        }
+    }
+
+    /// Redacts every log event of the batch in place and appends a finding
+    /// span per secret.
+    pub fn process(&mut self, batch: &mut EventBatch) {
+        // One scan over the batch's lines joined by newlines: the engine is
+        // faster on blocks than line by line.
+        self.block.clear();
+        self.starts.clear();
+        for event in batch.iter() {
+            self.starts.push(self.block.len());
+            if event.as_span().is_none() {
+                self.block.extend_from_slice(&event.body);
+            }
+            self.block.push(b'\n');
+        }
+        self.findings.clear();
+        self.detector.scan(&self.block, &mut self.findings);
+        if self.findings.is_empty() {
+            return;
+        }
+        self.per_line.clear();
+        self.per_line.resize_with(batch.len(), Vec::new);
+        let mut rescan = Vec::new();
+        for finding in self.findings.drain(..) {
+            let line = self.starts.partition_point(|s| *s <= finding.range.start) - 1;
+            let start = self.starts[line];
+            let end = start + batch[line].body.len();
+            if finding.range.end > end {
+                // Matched across the joining newline: scan that line alone.
+                rescan.push(line);
+                continue;
+            }
+            let mut local = finding;
+            local.range = local.range.start - start..local.range.end - start;
+            self.per_line[line].push(local);
+        }
+        for line in rescan {
+            self.per_line[line].clear();
+            self.detector
+                .scan(&batch[line].body, &mut self.per_line[line]);
+        }
+        let mut spans = Vec::new();
+        for (event, findings) in batch.iter_mut().zip(self.per_line.iter()) {
+            if findings.is_empty() {
+                continue;
+            }
+            if self.emit_findings {
+                spans.extend(findings.iter().map(|f| finding_span(event, f)));
+            }
+            event.body = self.detector.redact(&event.body, findings).into();
+            event.attributes.insert("tailguard.redacted", true);
+            event
+                .attributes
+                .insert("tailguard.findings", findings.len() as i64);
+            let m = crate::observe::metrics::metrics();
+            for f in findings {
+                m.findings
+                    .get_or_create(&crate::observe::metrics::RuleLabels {
+                        rule: f.rule_id.to_string(),
+                    })
+                    .inc();
+            }
+        }
+        batch.extend(spans);
+    }
+}
+
+/// How a finding was made, as an attribute value.
+pub fn method_name(method: &Method) -> String {
+    match method {
+        Method::Pattern => "pattern".into(),
+        Method::KnownValue { encoding } => format!("known_value:{encoding:?}").to_lowercase(),
+        Method::KnownFingerprint { encoding } => {
+            format!("known_fingerprint:{encoding:?}").to_lowercase()
+        }
+    }
+}
+
+/// The span describing one finding in `line`.
+fn finding_span(line: &Event, finding: &Finding) -> Event {
+    let now = SystemTime::now();
+    let ids = line.trace.map_or_else(TraceIds::new_root, |t| t.child());
+    let span = SpanData {
+        name: format!("FINDING {}", finding.rule_id),
+        ids,
+        parent_span_id: line.trace.map(|t| t.span_id),
+        kind: SpanKind::Internal,
+        start: line.observed_at,
+        end: now,
+        status: SpanStatus::Unset,
+    };
+    let mut event = Event::span(span, line.origin.clone(), Arc::clone(&line.context));
+    let a = &mut event.attributes;
+    a.insert("security_rule.name", finding.rule_name.as_ref());
+    a.insert("security_rule.category", finding.family.as_ref());
+    a.insert("security_rule.ruleset.name", "tailguard");
+    a.insert("security_rule.version", env!("CARGO_PKG_VERSION"));
+    a.insert("tailguard.finding.rule_id", finding.rule_id.as_ref());
+    a.insert("tailguard.finding.confidence", finding.confidence.as_str());
+    a.insert("tailguard.finding.fingerprint", finding.fingerprint.short());
+    a.insert("tailguard.finding.method", method_name(&finding.method));
+    a.insert("tailguard.finding.column", finding.range.start as i64);
+    if let Some(valid) = finding.checksum_valid {
+        a.insert("tailguard.finding.checksum_valid", valid);
+    }
+    for key in [
+        "log.file.path",
+        "tailguard.file.id",
+        "tailguard.file.offset",
+        "log.iostream",
+    ] {
+        if let Some(value) = line.attributes.get(key) {
+            a.insert(key, value.clone());
+        }
+    }
+    let detect_ms = now
+        .duration_since(line.observed_at)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0;
+    a.insert("tailguard.finding.time_to_detect_ms", detect_ms);
+    if let Some(written) = line.timestamp {
+        let since_written = now
+            .duration_since(written)
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0;
+        a.insert("tailguard.finding.time_since_written_ms", since_written);
+    }
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Origin;
+
+    fn redactor() -> Redactor {
+        let detector = Detector::new(&DetectorConfig {
+            fingerprint_key: "test fleet".into(),
+            ..DetectorConfig::default()
+        })
+        .unwrap();
+        Redactor::new(Arc::new(detector), true)
+    }
+
+    fn line(text: &str) -> Event {
+        let mut e = Event::new(text.as_bytes().to_vec(), Origin::default(), Arc::default());
+        e.attributes.insert("log.file.path", "/var/log/build.log");
+        e
+    }
+
+    /// A fake GitHub personal access token, built from parts so scanners
+    /// of this repository do not flag the source file. Its checksum is
+    /// wrong, which lowers confidence but still makes a finding.
+    fn token() -> String {
+        format!("gh{}_{}", "p", "Zq8Rk2LmT7vXw4NbP9yHc3JdF6sGa1UeK0tQ")
+    }
+
+    #[test]
+    fn secrets_are_replaced_and_findings_become_spans() {
+        let mut r = redactor();
+        let secret = token();
+        let mut batch = vec![
+            line("compiling foo v1.0"),
+            line(&format!("export GITHUB_TOKEN={secret} # oops")),
+            line("ok"),
+        ];
+        r.process(&mut batch);
+        assert_eq!(batch.len(), 4, "three lines and one finding");
+        assert_eq!(&batch[0].body[..], b"compiling foo v1.0");
+        let redacted = String::from_utf8(batch[1].body.to_vec()).unwrap();
+        assert!(!redacted.contains(&secret), "{redacted}");
+        assert!(
+            redacted.starts_with("export GITHUB_TOKEN=[REDACTED:"),
+            "{redacted}"
+        );
+        assert!(redacted.ends_with(" # oops"), "{redacted}");
+        let finding = batch[3].as_span().unwrap();
+        assert!(finding.name.starts_with("FINDING "), "{}", finding.name);
+        let a = &batch[3].attributes;
+        assert_eq!(
+            a.get("log.file.path").unwrap().to_string(),
+            "/var/log/build.log"
+        );
+        assert_eq!(a.get("tailguard.finding.column").unwrap().to_string(), "20");
+        let fp = a.get("tailguard.finding.fingerprint").unwrap().to_string();
+        assert!(
+            redacted.contains(&fp),
+            "the marker carries the same fingerprint"
+        );
+    }
+
+    #[test]
+    fn the_same_secret_has_the_same_fingerprint_in_every_batch() {
+        let mut r = redactor();
+        let secret = token();
+        let mut first = vec![line(&format!("a {secret}"))];
+        let mut second = vec![line("x"), line("y"), line(&format!("token: {secret}"))];
+        r.process(&mut first);
+        r.process(&mut second);
+        let fp = |e: &Event| {
+            e.attributes
+                .get("tailguard.finding.fingerprint")
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(fp(&first[1]), fp(&second[3]));
+    }
+
+    #[test]
+    fn spans_pass_through_untouched() {
+        let mut r = redactor();
+        let span = SpanData {
+            name: token(),
+            ids: TraceIds::new_root(),
+            parent_span_id: None,
+            kind: SpanKind::Internal,
+            start: SystemTime::now(),
+            end: SystemTime::now(),
+            status: SpanStatus::Ok,
+        };
+        let mut batch = vec![
+            Event::span(span, Origin::default(), Arc::default()),
+            line("plain"),
+        ];
+        r.process(&mut batch);
+        assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn a_host_key_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = fingerprint_key(None, dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(fingerprint_key(None, dir.path()).unwrap(), first);
+        assert_eq!(fingerprint_key(Some("fleet"), dir.path()).unwrap(), "fleet");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("fingerprint.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

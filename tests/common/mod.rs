@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: they run the real binary.
 #![allow(dead_code)]
 
+pub mod corpus;
 pub mod otlp;
 
 use std::path::{Path, PathBuf};

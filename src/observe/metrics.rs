@@ -202,7 +202,10 @@ mod tests {
 
     #[test]
     fn families_appear_in_the_text_format() {
-        metrics().events_out.get_or_create(&component("sources.t")).inc_by(3);
+        metrics()
+            .events_out
+            .get_or_create(&component("sources.t"))
+            .inc_by(3);
         // Families without samples are left out, so record one first.
         metrics().retries.get_or_create(&component("sinks.t")).inc();
         let text = encode();
@@ -210,6 +213,9 @@ mod tests {
             text.contains("tailguard_component_sent_events_total{component=\"sources.t\"} 3"),
             "{text}"
         );
-        assert!(text.contains("# TYPE tailguard_export_retries counter"), "{text}");
+        assert!(
+            text.contains("# TYPE tailguard_export_retries counter"),
+            "{text}"
+        );
     }
 }

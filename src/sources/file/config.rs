@@ -46,7 +46,10 @@ pub struct MultilineConfig {
     pub condition_pattern: String,
     pub mode: MultilineMode,
     /// An open event is emitted after this long without a new line.
-    #[serde(default = "default_multiline_timeout", deserialize_with = "humantime_duration::deserialize")]
+    #[serde(
+        default = "default_multiline_timeout",
+        deserialize_with = "humantime_duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
 }
@@ -74,12 +77,18 @@ pub struct FileSourceConfig {
     pub max_line_bytes: usize,
     /// How often to look for new, rotated and grown files without a
     /// file-system notification.
-    #[serde(default = "default_poll_interval", deserialize_with = "humantime_duration::deserialize")]
+    #[serde(
+        default = "default_poll_interval",
+        deserialize_with = "humantime_duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub poll_interval: Duration,
     /// How long a last line without a newline must stay unchanged before it
     /// is emitted anyway.
-    #[serde(default = "default_trailing_line_timeout", deserialize_with = "humantime_duration::deserialize")]
+    #[serde(
+        default = "default_trailing_line_timeout",
+        deserialize_with = "humantime_duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub trailing_line_timeout: Duration,
     #[serde(default)]
@@ -93,7 +102,10 @@ pub struct FileSourceConfig {
     #[serde(default = "default_fingerprint_bytes")]
     pub fingerprint_bytes: usize,
     /// How often acknowledged progress is written to the checkpoint file.
-    #[serde(default = "default_checkpoint_interval", deserialize_with = "humantime_duration::deserialize")]
+    #[serde(
+        default = "default_checkpoint_interval",
+        deserialize_with = "humantime_duration::deserialize"
+    )]
     #[schemars(with = "String")]
     pub checkpoint_interval: Duration,
     /// At most this many bytes are read from one file per round, so a busy

@@ -70,6 +70,10 @@ pub enum Command {
     Validate,
     /// Print the version and the component types this build supports.
     Version,
+    /// Scan files, directories or standard input for secrets, with the same
+    /// engine and rules as `run`. Exits 1 when anything is found. Prints
+    /// fingerprints, never secrets.
+    Scan(ScanArgs),
     /// Configuration tooling for fleets.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -103,6 +107,32 @@ pub enum CompletionShell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files and directories to scan; `-` or nothing reads standard input.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: crate::scan::Format,
+
+    /// The fingerprint key, so fingerprints match the agents' (default: this
+    /// host's key in the data directory if readable, else a key for this
+    /// scan only).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "TAILGUARD_FINGERPRINT_KEY",
+        hide_env_values = true
+    )]
+    pub fingerprint_key: Option<String>,
+
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +212,7 @@ fn dispatch(cli: Cli) -> u8 {
         }
         Command::Validate => validate(&paths),
         Command::Exec(args) => exec(args),
+        Command::Scan(args) => scan(args),
         Command::Config(ConfigCommand::Schema) => {
             let schema = crate::config::schema::schema();
             println!(
@@ -225,6 +256,34 @@ fn generate(what: &Generate) -> u8 {
             exit::RUNTIME
         }
     }
+}
+
+/// `tailguard scan`.
+fn scan(args: ScanArgs) -> u8 {
+    let key = args.fingerprint_key.clone().or_else(|| {
+        let data_dir = std::env::var_os("TAILGUARD_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
+        std::fs::read_to_string(data_dir.join("fingerprint.key"))
+            .ok()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+    });
+    let key = key.unwrap_or_else(|| {
+        eprintln!("note: no fingerprint key; fingerprints are comparable within this scan only");
+        crate::event::hex(&rand::random::<[u8; 32]>())
+    });
+    let detector = match crate::detect::Detector::new(&crate::detect::DetectorConfig {
+        fingerprint_key: key,
+        ..Default::default()
+    }) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    crate::scan::run(detector, &args.paths, args.format, !args.no_progress)
 }
 
 /// `tailguard exec`: runs the step, then ends the way it ended.

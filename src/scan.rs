@@ -1,0 +1,338 @@
+//! `tailguard scan [PATH...|-]`: a one-shot scan of files, directories and
+//! standard input with the same engine and rules as `run`, for pipelines
+//! and incident response.
+//!
+//! Output never contains a secret: each finding names the file, line,
+//! column, rule and the secret's keyed fingerprint.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::detect::{Detector, Finding};
+
+/// How findings are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `path:line:column: rule (confidence) fingerprint`, one per line.
+    Human,
+    /// A JSON array of findings.
+    Json,
+    /// SARIF 2.1.0, for code-scanning user interfaces.
+    Sarif,
+}
+
+/// One finding with where it is.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub path: String,
+    pub line: u64,
+    /// 1-based byte column of the secret's start.
+    pub column: u64,
+    pub end_column: u64,
+    pub finding: Finding,
+}
+
+/// Totals of a scan.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub files: u64,
+    pub bytes: u64,
+    pub skipped_binary: u64,
+}
+
+/// Reads at most this much at a time; a longer line is scanned in pieces.
+const CHUNK: usize = 1 << 20;
+
+/// Scans one reader, calling `found` for each finding.
+pub fn scan_reader(
+    detector: &Detector,
+    name: &str,
+    mut input: impl Read,
+    progress: &dyn Fn(u64),
+    found: &mut dyn FnMut(Located),
+) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
+    let mut line_number: u64 = 1;
+    let mut total: u64 = 0;
+    let mut findings = Vec::new();
+    loop {
+        let n = input.read(&mut buf[filled..])?;
+        total += n as u64;
+        progress(n as u64);
+        let end = filled + n;
+        let at_eof = n == 0;
+        if end == 0 {
+            break;
+        }
+        // Scan whole lines; keep a trailing partial line for the next read,
+        // unless the buffer is full of one line or the input ended.
+        let cut = if at_eof || end == buf.len() {
+            end
+        } else {
+            match memchr::memrchr(b'\n', &buf[..end]) {
+                Some(i) => i + 1,
+                None => {
+                    filled = end;
+                    continue;
+                }
+            }
+        };
+        let block = &buf[..cut];
+        findings.clear();
+        detector.scan(block, &mut findings);
+        let newlines: Vec<usize> = memchr::memchr_iter(b'\n', block).collect();
+        for finding in findings.drain(..) {
+            let before = newlines.partition_point(|nl| *nl < finding.range.start);
+            let line_start = if before == 0 {
+                0
+            } else {
+                newlines[before - 1] + 1
+            };
+            found(Located {
+                path: name.to_string(),
+                line: line_number + before as u64,
+                column: (finding.range.start - line_start + 1) as u64,
+                end_column: (finding.range.end - line_start + 1) as u64,
+                finding,
+            });
+        }
+        line_number += newlines.len() as u64;
+        buf.copy_within(cut..end, 0);
+        filled = end - cut;
+        if at_eof && filled == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Every regular file under `paths` (directories walked, `.git` skipped,
+/// symlinks not followed), in a stable order.
+fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.is_file() {
+            files.push(path.clone());
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(path)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.file_name() != ".git");
+        for entry in walker {
+            let entry = entry.map_err(|e| e.to_string())?;
+            if entry.file_type().is_file() {
+                files.push(entry.into_path());
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn looks_binary(path: &Path) -> bool {
+    let mut head = [0u8; 8192];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map(|n| memchr::memchr(0, &head[..n]).is_some())
+        .unwrap_or(false)
+}
+
+/// Runs the command; returns its exit code.
+pub fn run(detector: Arc<Detector>, paths: &[PathBuf], format: Format, show_progress: bool) -> u8 {
+    use crate::cli::exit;
+    let stdin_only = paths.is_empty() || paths.iter().all(|p| p.as_os_str() == "-");
+    let files = if stdin_only {
+        Vec::new()
+    } else {
+        match files_of(paths) {
+            Ok(files) => files,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::CONFIG;
+            }
+        }
+    };
+    let total_bytes: u64 = files
+        .iter()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if show_progress && std::io::stderr().is_terminal() && total_bytes > 8 << 20 {
+        let bar = indicatif::ProgressBar::new(total_bytes);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta} {msg}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut located = Vec::new();
+    let mut summary = Summary::default();
+    let progress = |n: u64| bar.inc(n);
+    if stdin_only {
+        match scan_reader(
+            &detector,
+            "-",
+            std::io::stdin().lock(),
+            &progress,
+            &mut |l| located.push(l),
+        ) {
+            Ok(n) => summary.bytes += n,
+            Err(e) => {
+                eprintln!("error: reading standard input: {e}");
+                return exit::RUNTIME;
+            }
+        }
+    }
+    for file in &files {
+        if looks_binary(file) {
+            summary.skipped_binary += 1;
+            bar.inc(file.metadata().map_or(0, |m| m.len()));
+            continue;
+        }
+        let name = file.display().to_string();
+        let opened = std::fs::File::open(file);
+        let result = opened
+            .and_then(|f| scan_reader(&detector, &name, f, &progress, &mut |l| located.push(l)));
+        match result {
+            Ok(n) => {
+                summary.files += 1;
+                summary.bytes += n;
+            }
+            Err(e) => eprintln!("warning: {name}: {e}; skipped"),
+        }
+    }
+    bar.finish_and_clear();
+    let rendered = match format {
+        Format::Human => human(&located),
+        Format::Json => {
+            serde_json::to_string_pretty(&json_findings(&located)).unwrap_or_default() + "\n"
+        }
+        Format::Sarif => {
+            serde_json::to_string_pretty(&sarif(&detector, &located)).unwrap_or_default() + "\n"
+        }
+    };
+    print!("{rendered}");
+    eprintln!(
+        "scanned {} file{} ({} bytes, {} binary skipped): {} finding{}",
+        summary.files.max(u64::from(stdin_only)),
+        if summary.files == 1 || stdin_only {
+            ""
+        } else {
+            "s"
+        },
+        summary.bytes,
+        summary.skipped_binary,
+        located.len(),
+        if located.len() == 1 { "" } else { "s" }
+    );
+    if located.is_empty() {
+        exit::OK
+    } else {
+        exit::FINDINGS
+    }
+}
+
+fn human(located: &[Located]) -> String {
+    located
+        .iter()
+        .map(|l| {
+            format!(
+                "{}:{}:{}: {} ({}, {}) fingerprint {}\n",
+                l.path,
+                l.line,
+                l.column,
+                l.finding.rule_id,
+                l.finding.rule_name,
+                l.finding.confidence.as_str(),
+                l.finding.fingerprint.short()
+            )
+        })
+        .collect()
+}
+
+fn json_findings(located: &[Located]) -> serde_json::Value {
+    serde_json::Value::Array(
+        located
+            .iter()
+            .map(|l| {
+                json!({
+                    "path": l.path,
+                    "line": l.line,
+                    "column": l.column,
+                    "end_column": l.end_column,
+                    "rule_id": l.finding.rule_id.as_ref(),
+                    "rule_name": l.finding.rule_name.as_ref(),
+                    "family": l.finding.family.as_ref(),
+                    "confidence": l.finding.confidence.as_str(),
+                    "fingerprint": l.finding.fingerprint.short(),
+                    "checksum_valid": l.finding.checksum_valid,
+                    "method": crate::transforms::redact::method_name(&l.finding.method),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// SARIF 2.1.0 with one result per finding; `partialFingerprints` lets a
+/// code-scanning UI track the same secret across scans.
+fn sarif(detector: &Detector, located: &[Located]) -> serde_json::Value {
+    let mut rule_ids: Vec<&str> = located.iter().map(|l| l.finding.rule_id.as_ref()).collect();
+    rule_ids.sort_unstable();
+    rule_ids.dedup();
+    let rules: Vec<serde_json::Value> = rule_ids
+        .iter()
+        .map(|id| {
+            let rule = detector.rules().iter().find(|r| r.id.as_ref() == *id);
+            let (name, family) = rule.map_or((*id, ""), |r| (r.name.as_ref(), r.family.as_ref()));
+            json!({
+                "id": id,
+                "name": name,
+                "shortDescription": { "text": format!("{name} detected") },
+                "properties": { "family": family, "tags": ["security", "secret"] }
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = located
+        .iter()
+        .map(|l| {
+            let level = match l.finding.confidence.as_str() {
+                "high" => "error",
+                "medium" => "warning",
+                _ => "note",
+            };
+            json!({
+                "ruleId": l.finding.rule_id.as_ref(),
+                "level": level,
+                "message": { "text": format!("{} (fingerprint {})", l.finding.rule_name, l.finding.fingerprint.short()) },
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": l.path },
+                        "region": { "startLine": l.line, "startColumn": l.column, "endColumn": l.end_column }
+                    }
+                }],
+                "partialFingerprints": { "tailguardSecret/v1": l.finding.fingerprint.short() }
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "tailguard",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules
+            }},
+            "results": results
+        }]
+    })
+}

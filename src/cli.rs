@@ -305,15 +305,40 @@ fn exec(args: ExecArgs) -> u8 {
             return exit::RUNTIME;
         }
     };
+    let masker: Option<Arc<dyn crate::exec::Masker>> = if args.no_mask {
+        None
+    } else {
+        let key = std::env::var("TAILGUARD_FINGERPRINT_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string(data_dir.join("fingerprint.key"))
+                    .ok()
+                    .map(|k| k.trim().to_string())
+            })
+            .unwrap_or_else(|| crate::event::hex(&rand::random::<[u8; 32]>()));
+        match crate::detect::Detector::new(&crate::detect::DetectorConfig {
+            fingerprint_key: key,
+            ..Default::default()
+        }) {
+            Ok(detector) => Some(Arc::new(crate::exec::DetectorMasker::new(
+                Arc::new(detector),
+                std::env::vars(),
+            ))),
+            Err(e) => {
+                eprintln!("tailguard exec: masking is off: {e}");
+                None
+            }
+        }
+    };
     let options = crate::exec::ExecOptions {
         command: args.command,
         socket,
         step_name: args.name,
         job: crate::exec::JobInfo::detect(),
-        masker: None,
+        masker,
         data_dir,
     };
-    let _ = args.no_mask;
     let ended = runtime.block_on(crate::exec::run(options));
     runtime.shutdown_background();
     match ended {

@@ -23,7 +23,7 @@ impl Agent {
         let config = write(
             &dir.join("agent.toml"),
             &format!(
-                "[sources.jobs]\ntype = \"ci_exec\"\nsocket = \"{}\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"jobs\"]\npath = \"{}\"\n",
+                "[sources.jobs]\ntype = \"ci_exec\"\nsocket = \"{}\"\n\n[transforms.redact]\ntype = \"redact\"\ninputs = [\"jobs\"]\nfingerprint_key = \"test-fleet\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"redact\"]\npath = \"{}\"\n",
                 socket.display(),
                 out.display()
             ),
@@ -329,4 +329,91 @@ fn a_github_actions_step_carries_its_job_context() {
         !all.contains("request-credential-never-exported"),
         "the OIDC request token never leaves the job"
     );
+}
+
+/// A fake GitHub token, assembled so this file itself holds no token.
+fn token() -> String {
+    format!("gh{}_{}", "p", "Zq8Rk2LmT7vXw4NbP9yHc3JdF6sGa1UeK0tQ")
+}
+
+#[test]
+fn a_leaked_token_is_masked_in_the_passthrough_and_redacted_at_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let script = format!("echo hi; echo {} >&2; exit 3", token());
+    let out = tailguard(dir.path())
+        .env("TAILGUARD_FINGERPRINT_KEY", "test-fleet")
+        .arg("exec")
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stdout(&out), "hi\n");
+    let err = stderr(&out);
+    assert!(
+        !err.contains(&token()),
+        "the CI log never receives the token: {err}"
+    );
+    assert!(err.starts_with("[REDACTED:github-pat:"), "{err}");
+
+    let events = agent.events_after_span();
+    let all = std::fs::read_to_string(&agent.out).unwrap();
+    assert!(
+        !all.contains(&token()),
+        "the agent's outputs never hold the token"
+    );
+    let step = events
+        .iter()
+        .find(|e| e["span"]["name"] == "RUN sh")
+        .unwrap();
+    assert_eq!(
+        step["attributes"]["cicd.pipeline.task.run.result"],
+        "failure"
+    );
+    let finding = events
+        .iter()
+        .find(|e| {
+            e["span"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("FINDING"))
+        })
+        .expect("a finding span");
+    assert_eq!(
+        finding["trace_id"], step["trace_id"],
+        "the finding is in the step's trace"
+    );
+    assert_eq!(finding["span"]["parent_span_id"], step["span_id"]);
+    let fp = finding["attributes"]["tailguard.finding.fingerprint"]
+        .as_str()
+        .unwrap();
+    assert!(
+        err.contains(fp),
+        "passthrough and agent agree on the fingerprint"
+    );
+}
+
+#[test]
+fn secret_env_values_and_add_mask_values_are_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tailguard(dir.path())
+        .env("DEPLOY_PASSWORD", "hunter2-but-longer")
+        .arg("exec")
+        .arg("--socket")
+        .arg(dir.path().join("none.sock"))
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo pw=$DEPLOY_PASSWORD; echo '::add-mask::s3cr3t-value-42'; echo later s3cr3t-value-42; echo plain",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(!text.contains("hunter2-but-longer"), "{text}");
+    assert!(!text.contains("s3cr3t-value-42"), "{text}");
+    assert!(text.ends_with("plain\n"), "{text}");
+    assert_eq!(text.lines().count(), 4);
 }

@@ -530,3 +530,64 @@ pub fn reraise(signal: i32) -> ! {
     }
     std::process::exit(128 + signal);
 }
+
+/// Masks with the detection engine: every rule, plus values known to be
+/// secret in this job (its secret-looking environment variables, and
+/// values announced with `::add-mask::` as they appear).
+pub struct DetectorMasker {
+    detector: Arc<crate::detect::Detector>,
+    known: std::sync::Mutex<crate::detect::KnownValues>,
+}
+
+/// Environment variable names whose values are treated as secrets.
+const SECRET_NAME_HINTS: &[&str] = &[
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "API_KEY",
+    "APIKEY",
+    "PRIVATE_KEY",
+    "CREDENTIAL",
+    "AUTH",
+];
+
+impl DetectorMasker {
+    pub fn new(
+        detector: Arc<crate::detect::Detector>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        let mut known = detector.new_known_values();
+        for (name, value) in env {
+            let upper = name.to_ascii_uppercase();
+            if value.len() >= 8 && SECRET_NAME_HINTS.iter().any(|hint| upper.contains(hint)) {
+                known.register_plaintext(value.as_bytes());
+            }
+        }
+        Self {
+            detector,
+            known: std::sync::Mutex::new(known),
+        }
+    }
+}
+
+impl Masker for DetectorMasker {
+    fn mask<'a>(&self, text: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        // `::add-mask::VALUE` (GitHub's workflow command, also honoured
+        // elsewhere): the value is secret from now on, this line included.
+        if let Some(at) = memchr::memmem::find(text, b"::add-mask::") {
+            let value = text[at + 12..].trim_ascii();
+            if value.len() >= 4 {
+                known.register_plaintext(value);
+            }
+        }
+        let mut findings = Vec::new();
+        self.detector.scan_with(text, Some(&known), &mut findings);
+        if findings.is_empty() {
+            std::borrow::Cow::Borrowed(text)
+        } else {
+            std::borrow::Cow::Owned(self.detector.redact(text, &findings))
+        }
+    }
+}

@@ -74,6 +74,9 @@ pub enum Command {
     /// engine and rules as `run`. Exits 1 when anything is found. Prints
     /// fingerprints, never secrets.
     Scan(ScanArgs),
+    /// The non-human identity inventory.
+    #[command(subcommand)]
+    Identities(IdentitiesCommand),
     /// Configuration tooling for fleets.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -133,6 +136,24 @@ pub struct ScanArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentitiesCommand {
+    /// Read a secret from standard input (one value; a final newline is
+    /// dropped) and print its keyed fingerprint for `secrets.fingerprints`
+    /// in an `[identities.ID]` table. Uses the fleet key: the same key the
+    /// agents use, or the fingerprint will never match.
+    Fingerprint {
+        /// The fleet's fingerprint key.
+        #[arg(
+            long,
+            value_name = "KEY",
+            env = "TAILGUARD_FINGERPRINT_KEY",
+            hide_env_values = true
+        )]
+        fingerprint_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +234,9 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Validate => validate(&paths),
         Command::Exec(args) => exec(args),
         Command::Scan(args) => scan(args),
+        Command::Identities(IdentitiesCommand::Fingerprint { fingerprint_key }) => {
+            identity_fingerprint(fingerprint_key)
+        }
         Command::Config(ConfigCommand::Schema) => {
             let schema = crate::config::schema::schema();
             println!(
@@ -256,6 +280,32 @@ fn generate(what: &Generate) -> u8 {
             exit::RUNTIME
         }
     }
+}
+
+/// `tailguard identities fingerprint`: the secret comes on stdin so it never
+/// appears in a process list or shell history.
+fn identity_fingerprint(key: Option<String>) -> u8 {
+    use std::io::Read;
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        eprintln!(
+            "error: no fingerprint key: pass --fingerprint-key or set TAILGUARD_FINGERPRINT_KEY to the fleet's key"
+        );
+        return exit::CONFIG;
+    };
+    let mut secret = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut secret) {
+        eprintln!("error: reading standard input: {e}");
+        return exit::RUNTIME;
+    }
+    let secret = secret.strip_suffix(b"\n").unwrap_or(&secret);
+    let secret = secret.strip_suffix(b"\r").unwrap_or(secret);
+    if secret.is_empty() {
+        eprintln!("error: no secret on standard input");
+        return exit::CONFIG;
+    }
+    let fingerprint = crate::detect::Fingerprinter::new(&key).fingerprint(secret);
+    println!("{}", fingerprint.full_hex());
+    exit::OK
 }
 
 /// `tailguard scan`.
@@ -429,7 +479,12 @@ fn run(paths: &ConfigPaths, args: &RunArgs, cli_level: Option<&str>) -> u8 {
             return exit::RUNTIME;
         }
     };
-    let globals = Globals { data_dir };
+    let globals = Globals {
+        data_dir,
+        inventory: Arc::new(crate::identity::inventory::Inventory::new(
+            config.identities.clone(),
+        )),
+    };
     let context = Arc::new(crate::resource::host_context_with(&config.resource));
     // systemd (Type=notify): watchdog pings and READY=1; no-ops elsewhere.
     {

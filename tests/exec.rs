@@ -18,12 +18,17 @@ struct Agent {
 
 impl Agent {
     fn start(dir: &Path) -> Agent {
+        Self::start_with(dir, "")
+    }
+
+    /// An agent with extra configuration (e.g. an inventory).
+    fn start_with(dir: &Path, extra: &str) -> Agent {
         let socket = dir.join("exec.sock");
         let out = dir.join("events.jsonl");
         let config = write(
             &dir.join("agent.toml"),
             &format!(
-                "[sources.jobs]\ntype = \"ci_exec\"\nsocket = \"{}\"\n\n[transforms.redact]\ntype = \"redact\"\ninputs = [\"jobs\"]\nfingerprint_key = \"test-fleet\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"redact\"]\npath = \"{}\"\n",
+                "{extra}\n[sources.jobs]\ntype = \"ci_exec\"\nsocket = \"{}\"\n\n[transforms.redact]\ntype = \"redact\"\ninputs = [\"jobs\"]\nfingerprint_key = \"test-fleet\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"redact\"]\npath = \"{}\"\n",
                 socket.display(),
                 out.display()
             ),
@@ -416,4 +421,96 @@ fn secret_env_values_and_add_mask_values_are_masked() {
     assert!(!text.contains("s3cr3t-value-42"), "{text}");
     assert!(text.ends_with("plain\n"), "{text}");
     assert_eq!(text.lines().count(), 4);
+}
+
+fn fingerprint_of(dir: &Path, secret: &str, key: &str) -> String {
+    let mut child = tailguard(dir)
+        .args(["identities", "fingerprint", "--fingerprint-key", key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{secret}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn an_inventory_secret_seen_in_job_output_names_its_owner_tier_and_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    // A value no rule would flag: only the inventory knows it is a secret.
+    let secret = "Vq9xT2pLmR8kZ4wNc7Hy3Jd";
+    let fp = fingerprint_of(dir.path(), secret, "test-fleet");
+    assert_eq!(fp.len(), 64);
+    let inventory = format!(
+        r##"
+[identities.deploy-bot]
+kind = "bot_token"
+owner = {{ team = "platform", contact = "#platform-oncall" }}
+environment = "prod"
+privilege_tier = "tier0"
+secrets = {{ env = ["DEPLOY_BOT_TOKEN"], fingerprints = ["{fp}"] }}
+revocation = {{ command = ["/usr/local/bin/rotate-token", "deploy-bot"], runbook = "https://runbooks.example/deploy-bot" }}
+"##
+    );
+    let agent = Agent::start_with(dir.path(), &inventory);
+    let script = format!("echo deploying with {secret} now");
+    let out = tailguard(dir.path())
+        .env("DEPLOY_BOT_TOKEN", "placeholder-not-the-secret")
+        .arg("exec")
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let events = agent.events_after_span();
+    let finding = events
+        .iter()
+        .find(|e| {
+            e["span"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("FINDING"))
+        })
+        .expect("the inventory secret is found by fingerprint");
+    let a = &finding["attributes"];
+    assert_eq!(a["nhi.identity.id"], "deploy-bot");
+    assert_eq!(a["nhi.owner.team"], "platform");
+    assert_eq!(a["nhi.owner.contact"], "#platform-oncall");
+    assert_eq!(a["nhi.privilege.tier"], "tier0");
+    assert_eq!(a["nhi.revocation.method"], "command");
+    assert_eq!(
+        a["nhi.revocation.runbook"],
+        "https://runbooks.example/deploy-bot"
+    );
+    assert!(
+        a["tailguard.finding.method"]
+            .as_str()
+            .unwrap()
+            .starts_with("known_fingerprint")
+    );
+    let all = std::fs::read_to_string(&agent.out).unwrap();
+    assert!(
+        !all.contains(secret),
+        "the agent never emits the inventory secret"
+    );
+    // The job holds the identity's variable, so all its events are tagged.
+    let line = events
+        .iter()
+        .find(|e| {
+            e["body"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("deploying"))
+        })
+        .unwrap();
+    assert_eq!(line["attributes"]["nhi.identity.id"], "deploy-bot");
+    assert_eq!(line["attributes"]["nhi.environment"], "prod");
 }

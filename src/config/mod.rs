@@ -178,6 +178,8 @@ pub struct Config {
     pub resource: Vec<(String, String)>,
     /// The local `/metrics` and `/health` listener (`[api]`).
     pub api: crate::observe::api::ApiConfig,
+    /// The non-human identity inventory (`[identities.ID]`), by id.
+    pub identities: Vec<(String, crate::identity::inventory::IdentityConfig)>,
     pub sources: BTreeMap<String, Component<SourceConfig>>,
     pub transforms: BTreeMap<String, Component<TransformConfig>>,
     pub sinks: BTreeMap<String, Component<SinkConfig>>,
@@ -347,11 +349,12 @@ struct Builder {
     resource: BTreeMap<String, (Location, String)>,
     /// `[api]`, with where it was set.
     api: Option<(Location, crate::observe::api::ApiConfig)>,
+    identities: BTreeMap<String, (Location, crate::identity::inventory::IdentityConfig)>,
 }
 
 const GLOBAL_KEYS: &[&str] = &["data_dir", "log_level", "shutdown_timeout"];
 const TOP_LEVEL_KEYS: &str =
-    "data_dir, log_level, shutdown_timeout, api, resource, sources, transforms, sinks";
+    "data_dir, log_level, shutdown_timeout, api, resource, identities, sources, transforms, sinks";
 
 impl Builder {
     fn add_text(&mut self, file: Arc<str>, raw: &str, env: &dyn Fn(&str) -> Option<String>) {
@@ -395,6 +398,7 @@ impl Builder {
                 "sinks" => self.add_components(Kind::Sink, &file, &text, value),
                 "resource" => self.add_resource(&file, &text, value),
                 "api" => self.add_api(key_at, &file, &text, value),
+                "identities" => self.add_identities(&file, &text, value),
                 name => match GLOBAL_KEYS.iter().find(|k| **k == name) {
                     Some(global) => {
                         let value_at = locate(&file, &text, value.span().start);
@@ -449,6 +453,46 @@ impl Builder {
                     where_,
                     format!("api: {}", e.message().trim()),
                 ));
+            }
+        }
+    }
+
+    fn add_identities(&mut self, file: &Arc<str>, text: &str, table: Spanned<DeValue<'_>>) {
+        let at = locate(file, text, table.span().start);
+        let DeValue::Table(entries) = table.into_inner() else {
+            self.errors.push(ConfigError::at(
+                at,
+                "`identities` must be a table of identities, like [identities.deploy-bot]",
+            ));
+            return;
+        };
+        for (id, body) in entries {
+            let id_at = locate(file, text, id.span().start);
+            let id = id.into_inner().into_owned();
+            if let Some((first, _)) = self.identities.get(&id) {
+                self.errors.push(ConfigError::at(
+                    id_at,
+                    format!("identity `{id}` is defined twice: first in {first}, again here"),
+                ));
+                continue;
+            }
+            use crate::identity::inventory::IdentityConfig;
+            match IdentityConfig::deserialize(ValueDeserializer::from(body)) {
+                Ok(config) => match config.check() {
+                    Ok(()) => {
+                        self.identities.insert(id, (id_at, config));
+                    }
+                    Err(message) => self
+                        .errors
+                        .push(ConfigError::at(id_at, format!("identities.{id}.{message}"))),
+                },
+                Err(e) => {
+                    let where_ = e.span().map_or(id_at, |s| locate(file, text, s.start));
+                    self.errors.push(ConfigError::at(
+                        where_,
+                        format!("identities.{id}: {}", e.message().trim()),
+                    ));
+                }
             }
         }
     }
@@ -682,6 +726,10 @@ impl Builder {
                 .map(|(k, (_, v))| (k, v))
                 .collect(),
             api: self.api.take().map(|(_, api)| api).unwrap_or_default(),
+            identities: std::mem::take(&mut self.identities)
+                .into_iter()
+                .map(|(id, (_, config))| (id, config))
+                .collect(),
         };
         for (key, (_, value_at, text)) in std::mem::take(&mut self.globals) {
             let text = match text {

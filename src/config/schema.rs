@@ -78,6 +78,9 @@ pub fn schema() -> Value {
     let api = generator
         .subschema_for::<crate::observe::api::ApiConfig>()
         .to_value();
+    let identity = generator
+        .subschema_for::<crate::identity::inventory::IdentityConfig>()
+        .to_value();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "tailguard configuration file",
@@ -89,6 +92,11 @@ pub fn schema() -> Value {
             "log_level": { "type": "string", "description": "error, warn, info, debug, trace, or a filter" },
             "shutdown_timeout": { "type": "string", "description": "How long a stop may take to drain, e.g. \"30s\"" },
             "api": api,
+            "identities": {
+                "type": "object",
+                "description": "The non-human identity inventory: [identities.ID]",
+                "additionalProperties": identity
+            },
             "resource": {
                 "type": "object",
                 "additionalProperties": { "type": "string" },

@@ -56,6 +56,8 @@ pub struct JobInfo {
     pub resource: BTreeMap<String, String>,
     /// The task's name for the span name, when the CI names it.
     pub task_name: Option<String>,
+    /// Names of the job's environment variables (never their values).
+    pub env_names: Vec<String>,
 }
 
 impl JobInfo {
@@ -76,6 +78,10 @@ impl JobInfo {
         if let Some(claims) = crate::identity::ci::oidc_from_env(std::env::vars()) {
             info.attributes.extend(claims);
         }
+        info.env_names = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        info.env_names.sort();
         info
     }
 }
@@ -405,6 +411,7 @@ async fn deliver(
         version: wire::VERSION,
         attributes: job.attributes.clone(),
         resource: job.resource.clone(),
+        env_names: job.env_names.clone(),
     };
     match UnixStream::connect(&socket).await {
         Ok(mut stream) => {
@@ -473,7 +480,10 @@ mod direct {
             let (tx, rx) = mpsc::channel(64);
             let cx = SinkContext {
                 name: Arc::from("exec"),
-                globals: Globals { data_dir },
+                globals: Globals {
+                    data_dir,
+                    ..Globals::default()
+                },
                 input: rx,
             };
             match crate::sinks::otlp::build(&config, cx) {

@@ -26,6 +26,10 @@ pub enum Message {
         attributes: BTreeMap<String, String>,
         /// Worker attributes for the resource (`cicd.worker.*`).
         resource: BTreeMap<String, String>,
+        /// Names (never values) of the job's environment variables, so the
+        /// agent can tie the job to inventory identities by variable name.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        env_names: Vec<String>,
     },
     Log {
         observed_unix_nanos: u64,

@@ -3,3 +3,4 @@
 //! its owner.
 
 pub mod ci;
+pub mod inventory;

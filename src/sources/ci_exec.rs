@@ -89,10 +89,11 @@ pub fn build(config: &CiExecConfig, cx: SourceContext) -> anyhow::Result<Compone
                 accepted = listener.accept() => {
                     let (stream, _) = accepted.context("accept failed")?;
                     let (out, base, name) = (cx.out.clone(), cx.context.clone(), cx.name.clone());
+                    let inventory = Arc::clone(&cx.globals.inventory);
                     let shutdown = cx.shutdown.clone();
                     connections.spawn(async move {
                         tokio::select! {
-                            result = serve(stream, out, base, name, max) => {
+                            result = serve(stream, out, base, name, max, inventory) => {
                                 if let Err(e) = result {
                                     warn!(error = %format!("{e:#}"), "dropped an exec connection");
                                 }
@@ -119,6 +120,7 @@ async fn serve(
     base: Arc<Context>,
     source: Arc<str>,
     max_message_bytes: usize,
+    inventory: Arc<crate::identity::inventory::Inventory>,
 ) -> anyhow::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
@@ -151,6 +153,7 @@ async fn serve(
                         version,
                         attributes,
                         resource,
+                        env_names,
                     },
                     None,
                 ) => {
@@ -164,6 +167,14 @@ async fn serve(
                     }
                     for (k, v) in attributes {
                         job.identity.insert(k, v);
+                    }
+                    // The job receives an inventory identity's secret in a
+                    // variable the inventory names: events are that identity's.
+                    if let Some(identity) = env_names.iter().find_map(|n| inventory.by_env_name(n))
+                    {
+                        for (k, v) in identity.attributes().iter() {
+                            job.identity.insert(k.to_string(), v.clone());
+                        }
                     }
                     debug!("exec step connected");
                     context = Some(Arc::new(job));

@@ -30,10 +30,12 @@ pub type ComponentTask = Pin<Box<dyn Future<Output = Result<(), ComponentError>>
 pub type Input = mpsc::Receiver<EventBatch>;
 
 /// Settings every component may need, taken from the global configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Globals {
     /// Where components keep state (checkpoints, queues, journals).
     pub data_dir: PathBuf,
+    /// The non-human identity inventory (`[identities.ID]`).
+    pub inventory: Arc<crate::identity::inventory::Inventory>,
 }
 
 /// Handed to a source when it is built.

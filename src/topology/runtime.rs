@@ -216,6 +216,13 @@ impl Supervisor {
         if resource_changed && !self.running.is_empty() {
             self.context = Arc::new(crate::resource::host_context_with(&target.resource));
         }
+        let identities_changed =
+            format!("{:?}", target.identities) != format!("{:?}", self.config.identities);
+        if identities_changed && !self.running.is_empty() {
+            self.globals.inventory = Arc::new(crate::identity::inventory::Inventory::new(
+                target.identities.clone(),
+            ));
+        }
         if target.data_dir != self.config.data_dir && !self.running.is_empty() {
             warn!("data_dir changes take effect at the next restart");
         }
@@ -228,6 +235,8 @@ impl Supervisor {
                 r.kind == kind
                     && r.fingerprint == fingerprint
                     && !(kind == Kind::Source && resource_changed)
+                    // Sources and transforms read the inventory when built.
+                    && !(kind != Kind::Sink && identities_changed)
                     && !*r.done.borrow()
             });
             match (same, kind) {

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::config::SecretString;
 use crate::detect::{Detector, DetectorConfig, Finding, Method, RuleSpec};
 use crate::event::{Event, EventBatch, SpanData, SpanKind, SpanStatus, TraceIds};
+use crate::identity::inventory::Inventory;
 use crate::topology::component::{ComponentTask, TransformContext};
 use crate::topology::function_transform;
 
@@ -113,15 +114,28 @@ pub fn fingerprint_key(configured: Option<&str>, data_dir: &Path) -> anyhow::Res
 }
 
 pub fn build(config: &RedactConfig, cx: TransformContext) -> anyhow::Result<ComponentTask> {
-    let detector = config.detector(&cx.globals.data_dir)?;
-    tracing::info!(transform = %cx.name, rules = detector.rules().len(), "secret detection ready");
-    let mut redactor = Redactor::new(Arc::new(detector), config.emit_findings);
+    let mut detector = config.detector(&cx.globals.data_dir)?;
+    // Inventory secrets are known by fingerprint only: the engine hashes
+    // candidate tokens and compares (see `detect::known`).
+    let inventory = Arc::clone(&cx.globals.inventory);
+    for fp in inventory.fingerprints() {
+        detector.known_values_mut().register_fingerprint(fp, None);
+    }
+    tracing::info!(
+        transform = %cx.name,
+        rules = detector.rules().len(),
+        inventory_fingerprints = inventory.fingerprints().count(),
+        "secret detection ready"
+    );
+    let mut redactor =
+        Redactor::new(Arc::new(detector), config.emit_findings).with_inventory(inventory);
     Ok(function_transform(cx, move |batch| redactor.process(batch)))
 }
 
 /// The per-batch work, separate from the task so tests and `scan` share it.
 pub struct Redactor {
     detector: Arc<Detector>,
+    inventory: Arc<Inventory>,
     emit_findings: bool,
     block: Vec<u8>,
     starts: Vec<usize>,
@@ -133,12 +147,20 @@ impl Redactor {
     pub fn new(detector: Arc<Detector>, emit_findings: bool) -> Self {
         Self {
             detector,
+            inventory: Arc::default(),
             emit_findings,
             block: Vec::new(),
             starts: Vec::new(),
             findings: Vec::new(),
             per_line: Vec::new(),
         }
+    }
+
+    /// Findings whose fingerprint belongs to an identity of `inventory`
+    /// carry that identity's record.
+    pub fn with_inventory(mut self, inventory: Arc<Inventory>) -> Self {
+        self.inventory = inventory;
+        self
     }
 
     /// Redacts every log event of the batch in place and appends a finding
@@ -187,7 +209,23 @@ impl Redactor {
                 continue;
             }
             if self.emit_findings {
-                spans.extend(findings.iter().map(|f| finding_span(event, f)));
+                spans.extend(findings.iter().map(|f| {
+                    let mut span = finding_span(event, f);
+                    if let Some(identity) = self.inventory.by_fingerprint(&f.fingerprint) {
+                        for (k, v) in identity.attributes().iter() {
+                            span.attributes.insert(k.to_string(), v.clone());
+                        }
+                    }
+                    span
+                }));
+            }
+            if let Some(identity) = findings
+                .iter()
+                .find_map(|f| self.inventory.by_fingerprint(&f.fingerprint))
+            {
+                event
+                    .attributes
+                    .insert("nhi.identity.id", identity.id.as_str());
             }
             event.body = self.detector.redact(&event.body, findings).into();
             event.attributes.insert("tailguard.redacted", true);

@@ -94,6 +94,7 @@ fn start_with(config: &FileSourceConfig, data: &Path, notify: bool) -> Running {
         name: Arc::from("logs"),
         globals: Globals {
             data_dir: data.to_path_buf(),
+            ..Globals::default()
         },
         context: Arc::default(),
         shutdown: shutdown.clone(),
@@ -1085,6 +1086,7 @@ fn build_rejects_invalid_config() {
         name: Arc::from("logs"),
         globals: Globals {
             data_dir: PathBuf::from("/nonexistent"),
+            ..Globals::default()
         },
         context: Arc::default(),
         shutdown: CancellationToken::new(),

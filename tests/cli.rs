@@ -300,3 +300,56 @@ buffer = { type = "disk", max_size = "1GiB", when_full = "block" }
         );
     }
 }
+
+#[test]
+fn run_with_no_config_starts_on_the_embedded_default_and_prints_redacted_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_etc = dir.path().join("etc");
+    let logs = dir.path().join("var-log");
+    std::fs::create_dir_all(&empty_etc).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut child = tailguard(dir.path())
+        .args(["run", "--config-dir"])
+        .arg(&empty_etc)
+        .env("TAILGUARD_LOG_ROOT", &logs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = collect_stderr(&mut child);
+    wait_for("the agent to start", || {
+        log.lock().unwrap().contains("\"started\"")
+    });
+    assert!(log.lock().unwrap().contains("embedded default"));
+    // A log file that appears after the start is read from its beginning.
+    let token = format!("gh{}_{}", "p", "Zq8Rk2LmT7vXw4NbP9yHc3JdF6sGa1UeK0tQ");
+    write(
+        &logs.join("app.log"),
+        &format!("service started\nusing token {token}\n"),
+    );
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
+            break;
+        }
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let Some(body) = event["body"].as_str() {
+            lines.push(body.to_string());
+        }
+    }
+    signal(&child, "TERM");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(0),
+        "{}",
+        log.lock().unwrap()
+    );
+    assert_eq!(lines[0], "service started");
+    assert!(
+        lines[1].starts_with("using token [REDACTED:github-pat:"),
+        "{}",
+        lines[1]
+    );
+}

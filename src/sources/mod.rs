@@ -6,6 +6,7 @@
 
 pub mod ci_exec;
 pub mod file;
+pub mod runner_logs;
 pub mod stdin;
 
 use toml::de::ValueDeserializer;
@@ -19,11 +20,19 @@ pub enum SourceConfig {
     Stdin(stdin::StdinConfig),
     CiExec(ci_exec::CiExecConfig),
     File(Box<file::FileSourceConfig>),
+    RunnerLogs(Box<runner_logs::RunnerLogsConfig>),
 }
 
 impl SourceConfig {
     /// Every `type` a source may have.
-    pub const TYPES: &'static [&'static str] = &["ci_exec", "file", "stdin"];
+    pub const TYPES: &'static [&'static str] = &[
+        "buildkite_logs",
+        "ci_exec",
+        "file",
+        "github_runner_logs",
+        "jenkins_logs",
+        "stdin",
+    ];
 
     /// Each type's options, for `tailguard config schema`; the same order
     /// as `TYPES`.
@@ -31,9 +40,26 @@ impl SourceConfig {
         generator: &mut schemars::SchemaGenerator,
     ) -> Vec<crate::config::schema::TypeSchema> {
         use crate::config::schema::TypeSchema;
+        // Runner log sources take the file source's options, with
+        // `include` optional (it defaults to the runner's log folders).
+        let runner = |name: &'static str, generator: &mut schemars::SchemaGenerator| {
+            let mut schema = TypeSchema::of::<file::FileSourceConfig>(name, generator);
+            if let Some(required) = schema
+                .options
+                .as_object_mut()
+                .and_then(|o| o.get_mut("required"))
+                .and_then(|r| r.as_array_mut())
+            {
+                required.retain(|r| r != "include");
+            }
+            schema
+        };
         vec![
+            runner("buildkite_logs", generator),
             TypeSchema::of::<ci_exec::CiExecConfig>("ci_exec", generator),
             TypeSchema::of::<file::FileSourceConfig>("file", generator),
+            runner("github_runner_logs", generator),
+            runner("jenkins_logs", generator),
             TypeSchema::of::<stdin::StdinConfig>("stdin", generator),
         ]
     }
@@ -49,6 +75,16 @@ impl SourceConfig {
                 config.validate().map_err(ComponentParseError::Check)?;
                 Ok(Self::File(Box::new(config)))
             }
+            runner if runner_logs::TYPES.iter().any(|(t, _)| *t == runner) => {
+                let system = runner_logs::TYPES
+                    .iter()
+                    .find(|(t, _)| *t == runner)
+                    .map(|(_, s)| *s)
+                    .expect("matched above");
+                Ok(Self::RunnerLogs(Box::new(runner_logs::parse(
+                    system, options,
+                )?)))
+            }
             "ci_exec" => {
                 let config: ci_exec::CiExecConfig = deserialize(options)?;
                 config.check().map_err(ComponentParseError::Check)?;
@@ -63,6 +99,7 @@ impl SourceConfig {
             Self::Stdin(config) => Ok(stdin::build(config.clone(), cx)),
             Self::CiExec(config) => ci_exec::build(config, cx),
             Self::File(config) => file::build(config, cx),
+            Self::RunnerLogs(config) => runner_logs::build(config, cx),
         }
     }
 }

@@ -25,7 +25,10 @@ impl TransformConfig {
         generator: &mut schemars::SchemaGenerator,
     ) -> Vec<crate::config::schema::TypeSchema> {
         use crate::config::schema::TypeSchema;
-        vec![TypeSchema::of::<filter::FilterConfig>("filter", generator)]
+        vec![
+            TypeSchema::of::<filter::FilterConfig>("filter", generator),
+            TypeSchema::of::<redact::RedactConfig>("redact", generator),
+        ]
     }
 
     pub(crate) fn parse(

@@ -64,6 +64,11 @@ pub fn parse_marker(line: &[u8]) -> Option<Marker> {
 /// The first marker in `line`, trying only the formats of `system`
 /// (`Generic` tries every format).
 pub fn parse_marker_as(system: CiSystem, line: &[u8]) -> Option<Marker> {
+    parse_markers_as(system, line).into_iter().next()
+}
+
+/// Every marker in `line`, trying only the formats of `system`.
+pub fn parse_markers_as(system: CiSystem, line: &[u8]) -> Vec<Marker> {
     let f = match system {
         CiSystem::GithubActions => Formats {
             github: true,
@@ -87,7 +92,7 @@ pub fn parse_marker_as(system: CiSystem, line: &[u8]) -> Option<Marker> {
         },
         CiSystem::Generic => ALL,
     };
-    parse(line, f).into_iter().next()
+    parse(line, f)
 }
 
 /// Every marker in `line`, in order. Only GitLab puts more than one marker

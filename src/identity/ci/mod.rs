@@ -32,7 +32,9 @@ mod tests;
 pub use detect::{
     JenkinsBuildXml, detect, github_runner_worker, jenkins_build_xml, jenkins_context_from_log_path,
 };
-pub use markers::{Marker, parse_marker, parse_marker_as, parse_markers, strip_ansi};
+pub use markers::{
+    Marker, parse_marker, parse_marker_as, parse_markers, parse_markers_as, strip_ansi,
+};
 pub use oidc::{oidc_claims, oidc_from_env};
 pub use paths::default_runner_log_globs;
 

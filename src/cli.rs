@@ -502,7 +502,7 @@ fn run(paths: &ConfigPaths, args: &RunArgs, cli_level: Option<&str>) -> u8 {
     runtime.shutdown_background();
     match result {
         Ok(()) => {
-            info!("stopped; every event read was delivered");
+            info!("stopped; every component drained");
             exit::OK
         }
         Err(e) => {

@@ -151,6 +151,13 @@ pub async fn run(
                     Err(e) => (e.id(), Err(if e.is_panic() { "panicked".to_string() } else { "was cancelled".to_string() })),
                 };
                 let name = supervisor.names.remove(&id).unwrap_or_else(|| "<unknown>".into());
+                // Once every source has ended (stdin at its end), what is
+                // left is a drain, bounded like one after a signal.
+                if !stopping && !supervisor.names.values().any(|n| n.starts_with("sources.")) {
+                    stopping = true;
+                    deadline = Some(Instant::now() + supervisor.config.shutdown_timeout);
+                    debug!("every source has ended; draining");
+                }
                 match result {
                     Ok(()) => debug!(component = %name, "finished"),
                     Err(message) => {

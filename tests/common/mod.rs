@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod files;
 pub mod otlp;
 
 use std::path::{Path, PathBuf};

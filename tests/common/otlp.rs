@@ -334,3 +334,72 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// PEM files of a test PKI: a CA, a server certificate for
+/// `collector.test`, and a client certificate, all signed by the CA.
+pub struct TestPki {
+    pub ca: std::path::PathBuf,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
+    pub ca_pem: String,
+}
+
+pub fn test_pki(dir: &std::path::Path) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["collector.test".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["runner-7".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    TestPki {
+        ca: write("ca.pem", ca_cert.pem()),
+        ca_pem: ca_cert.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: write("client.pem", client.pem()),
+        client_key: write("client.key", client_key.serialize_pem()),
+    }
+}
+
+/// A gRPC receiver that speaks TLS and requires a client certificate
+/// signed by the test CA.
+pub fn grpc_receiver_mtls(pki: &TestPki) -> Receiver {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let runtime = runtime();
+    let log = Shared::default();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&pki.server_cert, &pki.server_key))
+        .client_ca_root(Certificate::from_pem(&pki.ca_pem));
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .unwrap()
+        .add_service(LogsServiceServer::new(Service(log.clone())))
+        .serve_with_incoming(tokio_stream_from(listener));
+    runtime.spawn(server);
+    Receiver {
+        addr,
+        log,
+        _runtime: runtime,
+    }
+}

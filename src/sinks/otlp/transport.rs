@@ -409,8 +409,27 @@ pub fn classify_grpc(status: &tonic::Status) -> Failure {
             reason,
             delay: retry_info,
         },
+        // tonic reports a failure to connect or to complete the TLS
+        // handshake as UNKNOWN with the transport error as its source: the
+        // request never reached the collector, which is the collector being
+        // unavailable, not a refusal. (A server's own UNKNOWN has no source.)
+        Code::Unknown if std::error::Error::source(status).is_some() => Failure::Retryable {
+            reason: format!("{reason}: {}", error_chain(status)),
+            delay: None,
+        },
         _ => Failure::Permanent { reason },
     }
+}
+
+/// The sources of an error, joined, for a log line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        parts.push(inner.to_string());
+        source = inner.source();
+    }
+    parts.join(": ")
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -545,6 +564,16 @@ mod tests {
             panic!("RESOURCE_EXHAUSTED with RetryInfo is retryable");
         };
         assert_eq!(delay, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_transport_failure_is_retried_but_a_servers_unknown_is_not() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "tls handshake eof");
+        let local = tonic::Status::from_error(Box::new(io));
+        assert_eq!(local.code(), tonic::Code::Unknown);
+        assert!(matches!(classify_grpc(&local), Failure::Retryable { .. }));
+        let remote = tonic::Status::unknown("the server said so");
+        assert!(matches!(classify_grpc(&remote), Failure::Permanent { .. }));
     }
 
     #[test]

@@ -181,7 +181,12 @@ impl LineReader {
             return;
         }
         let truncated = self.total > self.max as u64;
-        let take = (self.total as usize).min(self.max);
+        let mut take = (self.total as usize).min(self.max);
+        // A `\r` held at the end is the first half of a CRLF whose `\n` has
+        // not come yet: drop it, as a `\r` before `\n` always is.
+        if !truncated && take > 0 && self.buf[take - 1] == b'\r' {
+            take -= 1;
+        }
         let end_mid = if truncated {
             MidLine::Discard
         } else {

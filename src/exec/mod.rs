@@ -133,6 +133,7 @@ pub async fn run(options: ExecOptions) -> Ended {
     ));
 
     let start = SystemTime::now();
+    let handlers = install_signal_handlers();
     let mut command = tokio::process::Command::new(&program);
     command
         .args(&options.command[1..])
@@ -179,7 +180,7 @@ pub async fn run(options: ExecOptions) -> Ended {
         options.masker.clone(),
         events_tx.clone(),
     );
-    let forwarding = tokio::spawn(forward_signals(pid));
+    let forwarding = tokio::spawn(forward_signals(pid, handlers));
     let (status, _, _) = tokio::join!(child.wait(), stdout, stderr);
     forwarding.abort();
     let ended = match status {
@@ -364,28 +365,35 @@ async fn report(events: &mpsc::Sender<Message>, message: Message, agent_ok: &mut
     }
 }
 
-/// Passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the command.
-async fn forward_signals(pid: Option<u32>) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
+/// Handlers for the signals passed on to the command. Installed before the
+/// command starts: a signal that arrived before the handlers would kill
+/// the wrapper instead of reaching the command.
+fn install_signal_handlers() -> Vec<(tokio::signal::unix::Signal, nix::sys::signal::Signal)> {
+    use nix::sys::signal::Signal;
     use tokio::signal::unix::{SignalKind, signal};
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw) else {
-        return;
-    };
-    let kinds = [
+    [
         (SignalKind::interrupt(), Signal::SIGINT),
         (SignalKind::terminate(), Signal::SIGTERM),
         (SignalKind::hangup(), Signal::SIGHUP),
         (SignalKind::quit(), Signal::SIGQUIT),
-    ];
-    let mut streams = Vec::new();
-    for (kind, sig) in kinds {
-        if let Ok(stream) = signal(kind) {
-            streams.push((stream, sig));
-        }
-    }
+    ]
+    .into_iter()
+    .filter_map(|(kind, sig)| signal(kind).ok().map(|stream| (stream, sig)))
+    .collect()
+}
+
+/// Passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the command.
+async fn forward_signals(
+    pid: Option<u32>,
+    handlers: Vec<(tokio::signal::unix::Signal, nix::sys::signal::Signal)>,
+) {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw) else {
+        return;
+    };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    for (mut stream, sig) in streams {
+    for (mut stream, sig) in handlers {
         let tx = tx.clone();
         tokio::spawn(async move {
             while stream.recv().await.is_some() {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::Stdio;
 
 use common::*;
 
@@ -40,26 +39,10 @@ fn metrics_move_while_lines_flow_and_health_is_ready() {
             out.display()
         ),
     );
-    let mut child = tailguard(dir.path())
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(dir.path(), &config);
     let log = collect_stderr(&mut child);
     let mut stdin = child.stdin.take().unwrap();
-    let mut address = String::new();
-    wait_for("the listener", || {
-        let log = log.lock().unwrap();
-        let Some(line) = log.lines().find(|l| l.contains("serving /metrics")) else {
-            return false;
-        };
-        let json: serde_json::Value = serde_json::from_str(line).unwrap();
-        address = json["address"].as_str().unwrap().to_string();
-        true
-    });
+    let address = api_address(&log);
     wait_for("ready", || get(&address, "/health").0 == 200);
     let (_, health) = get(&address, "/health");
     assert!(health.contains("\"status\":\"ready\""), "{health}");
@@ -98,28 +81,12 @@ fn health_is_degraded_with_a_reason_while_the_collector_is_away() {
             "api = {{ address = \"127.0.0.1:0\" }}\nshutdown_timeout = \"1s\"\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.collector]\ntype = \"otlp\"\ninputs = [\"in\"]\nprotocol = \"grpc\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout = \"500ms\"\nretry = {{ initial_backoff = \"100ms\", max_backoff = \"200ms\" }}\nbatch = {{ timeout = \"10ms\" }}\n"
         ),
     );
-    let mut child = tailguard(dir.path())
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(dir.path(), &config);
     let log = collect_stderr(&mut child);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "one line").unwrap();
     stdin.flush().unwrap();
-    let mut address = String::new();
-    wait_for("the listener", || {
-        let log = log.lock().unwrap();
-        let Some(line) = log.lines().find(|l| l.contains("serving /metrics")) else {
-            return false;
-        };
-        let json: serde_json::Value = serde_json::from_str(line).unwrap();
-        address = json["address"].as_str().unwrap().to_string();
-        true
-    });
+    let address = api_address(&log);
     wait_for("degraded health", || get(&address, "/health").0 == 503);
     let (_, body) = get(&address, "/health");
     let report: serde_json::Value = serde_json::from_str(&body).unwrap();

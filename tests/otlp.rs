@@ -22,14 +22,7 @@ fn otlp_config(dir: &Path, sink_options: &str) -> std::path::PathBuf {
 }
 
 fn start(dir: &Path, config: &Path) -> Child {
-    tailguard(dir)
-        .args(["run", "--config"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    spawn_run(dir, config)
 }
 
 fn lines(n: usize, tag: &str) -> Vec<String> {

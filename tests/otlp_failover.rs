@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
 
 use common::otlp::*;
 use common::*;
@@ -21,14 +20,7 @@ fn a_dead_first_collector_fails_over_to_the_next() {
             receiver.grpc_url()
         ),
     );
-    let mut child = tailguard(dir.path())
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(dir.path(), &config);
     let sent: Vec<String> = (0..200).map(|i| format!("failover line {i}")).collect();
     let mut stdin = child.stdin.take().unwrap();
     for line in &sent {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
 
 use common::otlp::*;
 use common::*;
@@ -16,14 +15,7 @@ fn run_with(dir: &std::path::Path, sink: &str, lines: &[&str]) -> (Option<i32>, 
             "shutdown_timeout = \"3s\"\n[sources.in]\ntype = \"stdin\"\n\n[sinks.collector]\ntype = \"otlp\"\ninputs = [\"in\"]\n{sink}\n"
         ),
     );
-    let mut child = tailguard(dir)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(dir, &config);
     let mut stdin = child.stdin.take().unwrap();
     for line in lines {
         writeln!(stdin, "{line}").unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin};
 
 use common::*;
 
@@ -25,14 +25,7 @@ fn start(
     dir: &Path,
     config_path: &Path,
 ) -> (Child, ChildStdin, std::sync::Arc<std::sync::Mutex<String>>) {
-    let mut child = tailguard(dir)
-        .args(["run", "--config"])
-        .arg(config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(dir, config_path);
     let log = collect_stderr(&mut child);
     let stdin = child.stdin.take().unwrap();
     wait_for("the agent to start", || {

@@ -25,6 +25,34 @@ pub fn tailguard(state: &Path) -> Command {
     cmd
 }
 
+/// `tailguard run --config CONFIG`, fed through a stdin pipe, with stdout
+/// discarded and stderr piped: how most pipeline tests drive the agent.
+pub fn spawn_run(state: &Path, config: &Path) -> std::process::Child {
+    tailguard(state)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The address of the `/metrics` listener, from the agent's log.
+pub fn api_address(log: &std::sync::Mutex<String>) -> String {
+    let mut address = String::new();
+    wait_for("the metrics listener", || {
+        let log = log.lock().unwrap();
+        let Some(line) = log.lines().find(|l| l.contains("serving /metrics")) else {
+            return false;
+        };
+        let json: serde_json::Value = serde_json::from_str(line).unwrap();
+        address = json["address"].as_str().unwrap().to_string();
+        true
+    });
+    address
+}
+
 pub fn write(path: &Path, text: &str) -> PathBuf {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).unwrap();

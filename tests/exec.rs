@@ -514,3 +514,107 @@ revocation = {{ command = ["/usr/local/bin/rotate-token", "deploy-bot"], runbook
     assert_eq!(line["attributes"]["nhi.identity.id"], "deploy-bot");
     assert_eq!(line["attributes"]["nhi.environment"], "prod");
 }
+
+fn github_step(dir: &Path, socket: &Path, job: &str, script: &str) -> std::process::Output {
+    tailguard(dir)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKFLOW", "CI")
+        .env("GITHUB_RUN_ID", "777")
+        .env("GITHUB_RUN_ATTEMPT", "1")
+        .env("GITHUB_JOB", job)
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "acme/widgets")
+        .env_remove("TRACEPARENT")
+        .arg("exec")
+        .arg("--socket")
+        .arg(socket)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn steps_of_a_run_share_a_trace_under_one_span_per_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("exec.sock");
+    let out = dir.path().join("events.jsonl");
+    let config = write(
+        &dir.path().join("agent.toml"),
+        &format!(
+            "[sources.jobs]\ntype = \"ci_exec\"\nsocket = \"{}\"\njob_idle_timeout = \"300ms\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"jobs\"]\npath = \"{}\"\n",
+            socket.display(),
+            out.display()
+        ),
+    );
+    let mut agent = spawn_run(dir.path(), &config);
+    wait_for("the socket", || socket.exists());
+    assert_eq!(
+        github_step(dir.path(), &socket, "build", "echo compiling")
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        github_step(dir.path(), &socket, "build", "exit 1")
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        github_step(dir.path(), &socket, "lint", "echo linting")
+            .status
+            .code(),
+        Some(0)
+    );
+    let spans = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e.get("span").is_some())
+            .collect()
+    };
+    wait_for("two job spans", || {
+        spans()
+            .iter()
+            .filter(|s| s["span"]["parent_span_id"].is_null())
+            .count()
+            == 2
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    let spans = spans();
+    let job = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["span"]["name"] == name && s["span"]["parent_span_id"].is_null())
+            .unwrap()
+            .clone()
+    };
+    let (build, lint) = (job("build"), job("lint"));
+    assert_eq!(
+        build["trace_id"], lint["trace_id"],
+        "one trace per pipeline run"
+    );
+    assert_eq!(
+        build["attributes"]["cicd.pipeline.task.run.result"],
+        "failure"
+    );
+    assert_eq!(
+        lint["attributes"]["cicd.pipeline.task.run.result"],
+        "success"
+    );
+    let steps_of = |job: &serde_json::Value| {
+        spans
+            .iter()
+            .filter(|s| s["span"]["parent_span_id"] == job["span_id"])
+            .count()
+    };
+    assert_eq!(
+        steps_of(&build),
+        2,
+        "both build steps are children of the build job"
+    );
+    assert_eq!(steps_of(&lint), 1);
+}

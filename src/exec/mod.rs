@@ -58,9 +58,42 @@ pub struct JobInfo {
     pub task_name: Option<String>,
     /// Names of the job's environment variables (never their values).
     pub env_names: Vec<String>,
+    /// The job span this step belongs to, when the agent should emit it.
+    pub job_span: Option<TraceIds>,
 }
 
 impl JobInfo {
+    /// Trace ids derived from the CI's own ids, so every step of a pipeline
+    /// run lands in one trace and every step of a job under one job span,
+    /// on any runner, without coordination: the trace id hashes the run,
+    /// the span id the job. `None` outside a recognised CI job.
+    pub fn job_trace(&self) -> Option<TraceIds> {
+        let run = self.attributes.get("cicd.pipeline.run.id")?;
+        let system = self
+            .attributes
+            .get("tailguard.cicd.system")
+            .map_or("", String::as_str);
+        let job = self
+            .attributes
+            .get("cicd.pipeline.task.run.id")
+            .or_else(|| self.attributes.get("cicd.pipeline.task.name"))
+            .map_or("", String::as_str);
+        let derive = |context: &str, parts: &[&str]| {
+            let mut hasher = blake3::Hasher::new_derive_key(context);
+            for part in parts {
+                hasher.update(part.as_bytes());
+                hasher.update(&[0]);
+            }
+            *hasher.finalize().as_bytes()
+        };
+        let trace = derive("tailguard 2026-11 pipeline run trace id", &[system, run]);
+        let span = derive("tailguard 2026-11 job span id", &[system, run, job]);
+        Some(TraceIds {
+            trace_id: trace[..16].try_into().expect("16 bytes"),
+            span_id: span[..8].try_into().expect("8 bytes"),
+        })
+    }
+
     /// Detects the job from the environment and the CI's files, and any
     /// observable OIDC workload identity (claims only, marked unverified;
     /// never the token).
@@ -108,9 +141,13 @@ pub enum Ended {
 
 /// Runs the command; returns how it ended. The caller exits accordingly.
 pub async fn run(options: ExecOptions) -> Ended {
+    // A trace the CI hands over wins; otherwise steps join their job's
+    // derived trace, so a pipeline run is one trace across runners.
+    let job_trace = options.job.job_trace();
     let parent = std::env::var("TRACEPARENT")
         .ok()
-        .and_then(|v| TraceIds::from_traceparent(&v));
+        .and_then(|v| TraceIds::from_traceparent(&v))
+        .or(job_trace);
     let ids = parent.map_or_else(TraceIds::new_root, |p| p.child());
     let program = options.command[0].clone();
     let step_name = options
@@ -125,9 +162,11 @@ pub async fn run(options: ExecOptions) -> Ended {
         });
 
     let (events_tx, events_rx) = mpsc::channel::<Message>(4096);
+    let mut job = options.job.clone();
+    job.job_span = job_trace.filter(|j| parent == Some(*j));
     let delivery = tokio::spawn(deliver(
         options.socket.clone(),
-        options.job.clone(),
+        job,
         options.data_dir.clone(),
         events_rx,
     ));
@@ -420,6 +459,8 @@ async fn deliver(
         attributes: job.attributes.clone(),
         resource: job.resource.clone(),
         env_names: job.env_names.clone(),
+        job_trace_id: job.job_span.map(|j| hex(&j.trace_id)),
+        job_span_id: job.job_span.map(|j| hex(&j.span_id)),
     };
     match UnixStream::connect(&socket).await {
         Ok(mut stream) => {

@@ -30,6 +30,12 @@ pub enum Message {
         /// agent can tie the job to inventory identities by variable name.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         env_names: Vec<String>,
+        /// The job span the step's span is a child of; the agent emits it
+        /// once the job has gone quiet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job_trace_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job_span_id: Option<String>,
     },
     Log {
         observed_unix_nanos: u64,

@@ -39,6 +39,15 @@ pub struct CiExecConfig {
     /// Longer messages are refused (and the connection closed).
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// A job's span is emitted once no step of it has run for this long
+    /// (and at shutdown).
+    #[serde(default = "default_job_idle_timeout")]
+    #[schemars(with = "String")]
+    pub job_idle_timeout: crate::config::HumanDuration,
+}
+
+fn default_job_idle_timeout() -> crate::config::HumanDuration {
+    crate::config::HumanDuration(std::time::Duration::from_secs(300))
 }
 
 fn default_mode() -> String {
@@ -62,7 +71,7 @@ impl CiExecConfig {
     }
 }
 
-pub fn build(config: &CiExecConfig, cx: SourceContext) -> anyhow::Result<ComponentTask> {
+pub fn build(config: &CiExecConfig, mut cx: SourceContext) -> anyhow::Result<ComponentTask> {
     config.check().map_err(anyhow::Error::msg)?;
     let path = config
         .socket
@@ -71,7 +80,10 @@ pub fn build(config: &CiExecConfig, cx: SourceContext) -> anyhow::Result<Compone
     let mode =
         u32::from_str_radix(config.socket_mode.trim_start_matches("0o"), 8).expect("checked above");
     let max = config.max_message_bytes;
+    let idle = config.job_idle_timeout.0;
+    let jobs = Arc::new(std::sync::Mutex::new(JobTracker::default()));
     Ok(Box::pin(async move {
+        let mut sweep = tokio::time::interval(idle.min(std::time::Duration::from_secs(5)));
         // A socket left by a previous run would make bind fail.
         if std::fs::symlink_metadata(&path).is_ok() {
             std::fs::remove_file(&path)
@@ -91,9 +103,10 @@ pub fn build(config: &CiExecConfig, cx: SourceContext) -> anyhow::Result<Compone
                     let (out, base, name) = (cx.out.clone(), cx.context.clone(), cx.name.clone());
                     let inventory = Arc::clone(&cx.globals.inventory);
                     let shutdown = cx.shutdown.clone();
+                    let jobs = Arc::clone(&jobs);
                     connections.spawn(async move {
                         tokio::select! {
-                            result = serve(stream, out, base, name, max, inventory) => {
+                            result = serve(stream, out, base, name, max, inventory, jobs) => {
                                 if let Err(e) = result {
                                     warn!(error = %format!("{e:#}"), "dropped an exec connection");
                                 }
@@ -103,12 +116,18 @@ pub fn build(config: &CiExecConfig, cx: SourceContext) -> anyhow::Result<Compone
                     });
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = sweep.tick() => {
+                    let finished = lock(&jobs).take_idle(idle, &cx.name);
+                    cx.out.send(finished).await?;
+                }
             }
         }
         drop(listener);
         let _ = std::fs::remove_file(&path);
         // Steps still connected finish their current batch, then stop.
         while connections.join_next().await.is_some() {}
+        let open = lock(&jobs).take_all(&cx.name);
+        cx.out.send(open).await?;
         Ok(())
     }))
 }
@@ -121,6 +140,36 @@ async fn serve(
     source: Arc<str>,
     max_message_bytes: usize,
     inventory: Arc<crate::identity::inventory::Inventory>,
+    jobs: Arc<std::sync::Mutex<JobTracker>>,
+) -> anyhow::Result<()> {
+    let mut job_key: Option<[u8; 8]> = None;
+    let result = serve_messages(
+        stream,
+        &mut out,
+        base,
+        source,
+        max_message_bytes,
+        inventory,
+        &jobs,
+        &mut job_key,
+    )
+    .await;
+    if let Some(key) = job_key {
+        lock(&jobs).disconnected(key);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_messages(
+    stream: UnixStream,
+    out: &mut Output,
+    base: Arc<Context>,
+    source: Arc<str>,
+    max_message_bytes: usize,
+    inventory: Arc<crate::identity::inventory::Inventory>,
+    jobs: &std::sync::Mutex<JobTracker>,
+    job_key: &mut Option<[u8; 8]>,
 ) -> anyhow::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
@@ -154,6 +203,8 @@ async fn serve(
                         attributes,
                         resource,
                         env_names,
+                        job_trace_id,
+                        job_span_id,
                     },
                     None,
                 ) => {
@@ -177,12 +228,28 @@ async fn serve(
                         }
                     }
                     debug!("exec step connected");
-                    context = Some(Arc::new(job));
+                    let job = Arc::new(job);
+                    if let (Some(trace), Some(span)) = (
+                        job_trace_id.as_deref().and_then(wire::parse_id::<16>),
+                        job_span_id.as_deref().and_then(wire::parse_id::<8>),
+                    ) {
+                        let ids = TraceIds {
+                            trace_id: trace,
+                            span_id: span,
+                        };
+                        lock(jobs).connected(ids, &job);
+                        *job_key = Some(span);
+                    }
+                    context = Some(job);
                 }
                 (Message::Job { .. }, Some(_)) => anyhow::bail!("a second job message"),
                 (_, None) => anyhow::bail!("the first message must be the job"),
                 (message, Some(job)) => {
                     if let Some(event) = to_event(&message, &origin, job) {
+                        if let (Some(key), Some(span)) = (job_key.as_ref(), event.as_span()) {
+                            let failed = matches!(span.status, SpanStatus::Error(_));
+                            lock(jobs).step_ended(*key, span.start, span.end, failed);
+                        }
                         batch.push(event);
                     }
                 }
@@ -256,4 +323,120 @@ pub(crate) fn to_event(
         }
         Message::Job { .. } => None,
     }
+}
+
+fn lock(jobs: &std::sync::Mutex<JobTracker>) -> std::sync::MutexGuard<'_, JobTracker> {
+    jobs.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A job seen through its wrapped steps.
+struct JobState {
+    ids: TraceIds,
+    context: Arc<Context>,
+    start: Option<std::time::SystemTime>,
+    end: Option<std::time::SystemTime>,
+    failed: bool,
+    connected: usize,
+    last_seen: std::time::Instant,
+}
+
+/// Jobs whose steps run on this runner, until their span is emitted.
+/// A job has no "done" message (its last step does not know it is the
+/// last), so its span ends when it has been quiet for `job_idle_timeout`:
+/// from its first step's start to its last step's end.
+#[derive(Default)]
+struct JobTracker {
+    jobs: std::collections::HashMap<[u8; 8], JobState>,
+}
+
+impl JobTracker {
+    fn connected(&mut self, ids: TraceIds, context: &Arc<Context>) {
+        let job = self.jobs.entry(ids.span_id).or_insert_with(|| JobState {
+            ids,
+            context: Arc::clone(context),
+            start: None,
+            end: None,
+            failed: false,
+            connected: 0,
+            last_seen: std::time::Instant::now(),
+        });
+        job.connected += 1;
+        job.last_seen = std::time::Instant::now();
+    }
+
+    fn disconnected(&mut self, key: [u8; 8]) {
+        if let Some(job) = self.jobs.get_mut(&key) {
+            job.connected = job.connected.saturating_sub(1);
+            job.last_seen = std::time::Instant::now();
+        }
+    }
+
+    fn step_ended(
+        &mut self,
+        key: [u8; 8],
+        start: std::time::SystemTime,
+        end: std::time::SystemTime,
+        failed: bool,
+    ) {
+        if let Some(job) = self.jobs.get_mut(&key) {
+            job.start = Some(job.start.map_or(start, |s| s.min(start)));
+            job.end = Some(job.end.map_or(end, |e| e.max(end)));
+            job.failed |= failed;
+        }
+    }
+
+    /// Spans of the jobs with no step connected for `idle`.
+    fn take_idle(&mut self, idle: std::time::Duration, source: &Arc<str>) -> EventBatch {
+        let done: Vec<[u8; 8]> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.connected == 0 && j.last_seen.elapsed() >= idle)
+            .map(|(k, _)| *k)
+            .collect();
+        done.into_iter()
+            .filter_map(|k| self.jobs.remove(&k))
+            .filter_map(|j| job_span(j, source))
+            .collect()
+    }
+
+    fn take_all(&mut self, source: &Arc<str>) -> EventBatch {
+        self.jobs
+            .drain()
+            .filter_map(|(_, j)| job_span(j, source))
+            .collect()
+    }
+}
+
+/// The job's span: named after the job, its result `failure` when any step
+/// failed.
+fn job_span(job: JobState, source: &Arc<str>) -> Option<Event> {
+    let (start, end) = (job.start?, job.end?);
+    let name = job
+        .context
+        .identity
+        .get("cicd.pipeline.task.name")
+        .map_or_else(|| "job".to_string(), |v| v.to_string());
+    let span = SpanData {
+        name,
+        ids: job.ids,
+        parent_span_id: None,
+        kind: SpanKind::Internal,
+        start,
+        end,
+        status: if job.failed {
+            SpanStatus::Error("a step failed".into())
+        } else {
+            SpanStatus::Ok
+        },
+    };
+    let origin = Origin {
+        source: Arc::clone(source),
+        ..Origin::default()
+    };
+    let mut event = Event::span(span, origin, job.context);
+    event.attributes.insert(
+        "cicd.pipeline.task.run.result",
+        if job.failed { "failure" } else { "success" },
+    );
+    Some(event)
 }

@@ -74,6 +74,9 @@ pub enum Command {
     /// engine and rules as `run`. Exits 1 when anything is found. Prints
     /// fingerprints, never secrets.
     Scan(ScanArgs),
+    /// The evidence journal: check its hash chain, export records.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// The non-human identity inventory.
     #[command(subcommand)]
     Identities(IdentitiesCommand),
@@ -136,6 +139,39 @@ pub struct ScanArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// The journal folder. Default: the only one under
+    /// DATA_DIR/evidence/, or DATA_DIR/evidence/<--sink>.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The evidence sink's name, to find its folder.
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+    /// The data directory (default /var/lib/tailguard).
+    #[arg(long, value_name = "DIR", env = "TAILGUARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Check that no record was edited, removed or reordered. Exits 0 and
+    /// prints the record count, or exits 1 naming the first bad record.
+    Verify(JournalArgs),
+    /// Print the records (JSON lines) since a time, after checking the
+    /// chain up to them.
+    Export {
+        #[command(flatten)]
+        journal: JournalArgs,
+        /// RFC 3339 time (2026-11-22T10:00:00Z) or an age (2h, 3days).
+        #[arg(long, value_name = "TIME")]
+        since: String,
+        /// RFC 3339 time or age; default now.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +270,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Validate => validate(&paths),
         Command::Exec(args) => exec(args),
         Command::Scan(args) => scan(args),
+        Command::Evidence(command) => evidence(command),
         Command::Identities(IdentitiesCommand::Fingerprint { fingerprint_key }) => {
             identity_fingerprint(fingerprint_key)
         }
@@ -279,6 +316,109 @@ fn generate(what: &Generate) -> u8 {
             eprintln!("error: cannot write: {e}");
             exit::RUNTIME
         }
+    }
+}
+
+/// Finds an evidence journal's folder from the arguments.
+fn journal_dir(args: &JournalArgs) -> Result<PathBuf, String> {
+    if let Some(dir) = &args.dir {
+        return Ok(dir.clone());
+    }
+    let root = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR))
+        .join("evidence");
+    if let Some(sink) = &args.sink {
+        return Ok(root.join(sink));
+    }
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map_err(|e| format!("{}: {e}", root.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    match dirs.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!("no evidence journal under {}", root.display())),
+        _ => Err(format!(
+            "several evidence journals under {}: name one with --sink",
+            root.display()
+        )),
+    }
+}
+
+/// A time given as RFC 3339 or as an age before now.
+fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339_weak(text)
+        .or_else(|_| humantime::parse_duration(text).map(|age| std::time::SystemTime::now() - age))
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 time nor an age like \"2h\""))
+}
+
+fn evidence(command: EvidenceCommand) -> u8 {
+    let (args, window) = match &command {
+        EvidenceCommand::Verify(args) => (args, None),
+        EvidenceCommand::Export {
+            journal,
+            since,
+            until,
+        } => {
+            let since = match parse_time(since) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: --since: {e}");
+                    return exit::CONFIG;
+                }
+            };
+            let until = match until.as_deref().map(parse_time).transpose() {
+                Ok(t) => t.unwrap_or_else(std::time::SystemTime::now),
+                Err(e) => {
+                    eprintln!("error: --until: {e}");
+                    return exit::CONFIG;
+                }
+            };
+            (journal, Some((since, until)))
+        }
+    };
+    let dir = match journal_dir(args) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let result = crate::sinks::evidence::verify(&dir, |_, event| {
+        let Some((since, until)) = window else { return };
+        let at = event["timestamp"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        if at.is_some_and(|t| t >= since && t <= until) {
+            use std::io::Write;
+            let _ = writeln!(stdout, "{event}");
+        }
+    });
+    match result {
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            exit::RUNTIME
+        }
+        Ok(v) => match v.broken {
+            None => {
+                eprintln!("OK: {} records, chain intact", v.records);
+                exit::OK
+            }
+            Some(b) => {
+                eprintln!(
+                    "error: {}:{}: {} ({} records before it are intact)",
+                    b.file.display(),
+                    b.line,
+                    b.reason,
+                    v.records
+                );
+                exit::FINDINGS
+            }
+        },
     }
 }
 

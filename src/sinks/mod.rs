@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod disk_buffer;
+pub mod evidence;
 pub mod file;
 pub mod json;
 pub mod otlp;
@@ -21,11 +22,12 @@ pub enum SinkConfig {
     Console(console::ConsoleConfig),
     File(file::FileSinkConfig),
     Otlp(Box<otlp::Config>),
+    Evidence(evidence::EvidenceConfig),
 }
 
 impl SinkConfig {
     /// Every `type` a sink may have.
-    pub const TYPES: &'static [&'static str] = &["console", "file", "otlp"];
+    pub const TYPES: &'static [&'static str] = &["console", "evidence", "file", "otlp"];
 
     /// Each type's options, for `tailguard config schema`; the same order
     /// as `TYPES`.
@@ -35,6 +37,7 @@ impl SinkConfig {
         use crate::config::schema::TypeSchema;
         vec![
             TypeSchema::of::<console::ConsoleConfig>("console", generator),
+            TypeSchema::of::<evidence::EvidenceConfig>("evidence", generator),
             TypeSchema::of::<file::FileSinkConfig>("file", generator),
             TypeSchema::of::<otlp::Config>("otlp", generator),
         ]
@@ -47,6 +50,7 @@ impl SinkConfig {
         match type_name {
             "console" => Ok(Self::Console(deserialize(options)?)),
             "file" => Ok(Self::File(deserialize(options)?)),
+            "evidence" => Ok(Self::Evidence(deserialize(options)?)),
             "otlp" => {
                 let config: otlp::Config = deserialize(options)?;
                 // Checks what can be checked without the environment of the
@@ -64,6 +68,7 @@ impl SinkConfig {
         match self {
             Self::Console(config) => Ok(console::build(config.clone(), cx)),
             Self::File(config) => Ok(file::build(config.clone(), cx)),
+            Self::Evidence(config) => Ok(evidence::build(config.clone(), cx)),
             Self::Otlp(config) => otlp::build(config, cx),
         }
     }

@@ -5,7 +5,7 @@
 //! Output never contains a secret: each finding names the file, line,
 //! column, rule and the secret's keyed fingerprint.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -174,7 +174,33 @@ pub fn run(detector: Arc<Detector>, paths: &[PathBuf], format: Format, show_prog
     } else {
         indicatif::ProgressBar::hidden()
     };
+    // Human and JSON output stream as findings come, so memory stays flat
+    // on large inputs; SARIF is one document and is assembled at the end.
     let mut located = Vec::new();
+    let mut count = 0u64;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if format == Format::Json {
+        let _ = out.write_all(b"[");
+    }
+    let mut emit = |l: Located| {
+        count += 1;
+        match format {
+            Format::Human => {
+                let _ = out.write_all(human(std::slice::from_ref(&l)).as_bytes());
+            }
+            Format::Json => {
+                let item = json_findings(std::slice::from_ref(&l));
+                let text = serde_json::to_string_pretty(&item[0]).unwrap_or_default();
+                let _ = write!(
+                    out,
+                    "{}\n  {}",
+                    if count == 1 { "" } else { "," },
+                    text.replace('\n', "\n  ")
+                );
+            }
+            Format::Sarif => located.push(l),
+        }
+    };
     let mut summary = Summary::default();
     let progress = |n: u64| bar.inc(n);
     if stdin_only {
@@ -183,7 +209,7 @@ pub fn run(detector: Arc<Detector>, paths: &[PathBuf], format: Format, show_prog
             "-",
             std::io::stdin().lock(),
             &progress,
-            &mut |l| located.push(l),
+            &mut emit,
         ) {
             Ok(n) => summary.bytes += n,
             Err(e) => {
@@ -199,9 +225,8 @@ pub fn run(detector: Arc<Detector>, paths: &[PathBuf], format: Format, show_prog
             continue;
         }
         let name = file.display().to_string();
-        let opened = std::fs::File::open(file);
-        let result = opened
-            .and_then(|f| scan_reader(&detector, &name, f, &progress, &mut |l| located.push(l)));
+        let result = std::fs::File::open(file)
+            .and_then(|f| scan_reader(&detector, &name, f, &progress, &mut emit));
         match result {
             Ok(n) => {
                 summary.files += 1;
@@ -211,16 +236,18 @@ pub fn run(detector: Arc<Detector>, paths: &[PathBuf], format: Format, show_prog
         }
     }
     bar.finish_and_clear();
-    let rendered = match format {
-        Format::Human => human(&located),
+    match format {
+        Format::Human => {}
         Format::Json => {
-            serde_json::to_string_pretty(&json_findings(&located)).unwrap_or_default() + "\n"
+            let _ = out.write_all(if count == 0 { b"]\n" } else { b"\n]\n" });
         }
         Format::Sarif => {
-            serde_json::to_string_pretty(&sarif(&detector, &located)).unwrap_or_default() + "\n"
+            let doc = serde_json::to_string_pretty(&sarif(&detector, &located)).unwrap_or_default();
+            let _ = writeln!(out, "{doc}");
         }
-    };
-    print!("{rendered}");
+    }
+    let _ = out.flush();
+    drop(out);
     eprintln!(
         "scanned {} file{} ({} bytes, {} binary skipped): {} finding{}",
         summary.files.max(u64::from(stdin_only)),
@@ -231,14 +258,10 @@ pub fn run(detector: Arc<Detector>, paths: &[PathBuf], format: Format, show_prog
         },
         summary.bytes,
         summary.skipped_binary,
-        located.len(),
-        if located.len() == 1 { "" } else { "s" }
+        count,
+        if count == 1 { "" } else { "s" }
     );
-    if located.is_empty() {
-        exit::OK
-    } else {
-        exit::FINDINGS
-    }
+    if count == 0 { exit::OK } else { exit::FINDINGS }
 }
 
 fn human(located: &[Located]) -> String {

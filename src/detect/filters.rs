@@ -506,11 +506,77 @@ pub fn key_is_stopword(line: &[u8], start: usize) -> bool {
     KEY_STOPWORDS.iter().any(|w| contains_ci(k, w))
 }
 
+/// A test runner's result line: Go (`--- PASS: TestX (0.42s)`, `=== RUN`),
+/// pytest (`tests/test_token.py::test_x PASSED`), cargo (`test a::b ... ok`).
+/// Their status words and test names read like `key: value` to generic rules
+/// and flood CI logs, so generic rules skip these lines.
+pub fn is_test_report_line(line: &[u8]) -> bool {
+    let trimmed = line.trim_ascii_start();
+    const GO: [&[u8]; 7] = [
+        b"--- PASS:",
+        b"--- FAIL:",
+        b"--- SKIP:",
+        b"=== RUN",
+        b"=== PAUSE",
+        b"=== CONT",
+        b"=== NAME",
+    ];
+    if GO.iter().any(|p| trimmed.starts_with(p)) {
+        return true;
+    }
+    if trimmed.starts_with(b"test ")
+        && [&b" ... ok"[..], b" ... FAILED", b" ... ignored"]
+            .iter()
+            .any(|s| memchr::memmem::find(trimmed, s).is_some())
+    {
+        return true;
+    }
+    memchr::memmem::find(line, b"::").is_some()
+        && [
+            &b" PASSED"[..],
+            b" FAILED",
+            b" SKIPPED",
+            b" XFAIL",
+            b" XPASS",
+            b" ERROR",
+        ]
+        .iter()
+        .any(|s| memchr::memmem::find(line, s).is_some())
+}
+
 /// A bare hex git SHA / content digest in a line that talks about commits or hashes.
 pub fn is_hash_in_hash_context(secret: &[u8], line: &[u8]) -> bool {
     (secret.len() == 40 || secret.len() == 64 || secret.len() == 128)
         && is_hex(secret)
         && HASH_CONTEXT.iter().any(|w| contains_ci(line, w))
+}
+
+#[cfg(test)]
+mod test_report_lines {
+    use super::is_test_report_line;
+
+    #[test]
+    fn recognises_runner_result_lines_only() {
+        for line in [
+            &b"--- PASS: TestParseConfig (0.42s)"[..],
+            b"    --- FAIL: TestTokenRefresh/expired (0.00s)",
+            b"=== RUN   TestPasswordHashing",
+            b"tests/test_token.py::test_refresh_token_expiry PASSED  [ 42%]",
+            b"test auth::token::tests::refresh_token_roundtrip ... ok",
+        ] {
+            assert!(
+                is_test_report_line(line),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for line in [
+            &b"password: hunter2-but-longer"[..],
+            b"export TOKEN=abc::def",
+        ] {
+            assert!(!is_test_report_line(line));
+        }
+    }
 }
 
 #[cfg(test)]

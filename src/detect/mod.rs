@@ -478,6 +478,7 @@ impl Detector {
         if rule.generic {
             if filters::is_reference_or_code(secret)
                 || filters::is_hash_in_hash_context(secret, line)
+                || filters::is_test_report_line(line)
             {
                 return false;
             }

@@ -192,6 +192,7 @@ fn send(
             let status = export_until_settled(&settings, &client, &prepared, &sink, None)
                 .await
                 .unwrap_or(DeliveryStatus::Errored);
+            crate::event::count_settled(&format!("sinks.{sink}"), prepared.records, status);
             for ack in acks {
                 ack.settle(status);
             }
@@ -244,6 +245,7 @@ async fn run_with_disk_buffer(
     ));
     let batch = &settings.batch;
     let mut pending = Pending::new();
+    let label = format!("sinks.{}", cx.name);
     let buffer_gauge = crate::observe::metrics::metrics()
         .buffer_bytes
         .get_or_create(&crate::observe::metrics::component(&format!(
@@ -267,12 +269,12 @@ async fn run_with_disk_buffer(
         // Store full batches at once; a partial batch once it is due.
         while pending.is_full(batch) || pending.flush_at(batch).is_some_and(|t| t <= Instant::now())
         {
-            store(&mut writer, pending.take_batch(batch)).await?;
+            store(&mut writer, pending.take_batch(batch), &label).await?;
             buffer_gauge.set(i64::try_from(writer.stats().bytes_on_disk).unwrap_or(i64::MAX));
         }
     }
     while !pending.events.is_empty() {
-        store(&mut writer, pending.take_batch(batch)).await?;
+        store(&mut writer, pending.take_batch(batch), &label).await?;
     }
     let left = writer.stats().bytes_on_disk;
     drop(writer);
@@ -283,7 +285,11 @@ async fn run_with_disk_buffer(
 }
 
 /// Encodes a batch, appends it to the disk buffer and acknowledges it.
-async fn store(writer: &mut disk_buffer::Writer, events: Vec<Event>) -> anyhow::Result<()> {
+async fn store(
+    writer: &mut disk_buffer::Writer,
+    events: Vec<Event>,
+    sink: &str,
+) -> anyhow::Result<()> {
     for (payload, acks, records) in split_by_signal(events) {
         let count = u32::try_from(records).unwrap_or(u32::MAX);
         let stored = writer.append(&payload.to_tagged_bytes(), count).await;
@@ -291,6 +297,8 @@ async fn store(writer: &mut disk_buffer::Writer, events: Vec<Event>) -> anyhow::
             Ok(()) => DeliveryStatus::Delivered,
             Err(_) => DeliveryStatus::Errored,
         };
+        // With a disk buffer, "delivered" means stored durably.
+        crate::event::count_settled(sink, records, status);
         for ack in acks {
             ack.settle(status);
         }

@@ -624,6 +624,7 @@ fn run(paths: &ConfigPaths, args: &RunArgs, cli_level: Option<&str>) -> u8 {
         inventory: Arc::new(crate::identity::inventory::Inventory::new(
             config.identities.clone(),
         )),
+        policies: Arc::new(config.policies.clone()),
     };
     let context = Arc::new(crate::resource::host_context_with(&config.resource));
     // systemd (Type=notify): watchdog pings and READY=1; no-ops elsewhere.

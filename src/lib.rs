@@ -22,6 +22,7 @@ pub mod identity;
 pub mod logging;
 pub mod observe;
 pub mod resource;
+pub mod respond;
 pub mod scan;
 pub mod service;
 pub mod sinks;

@@ -180,6 +180,8 @@ pub struct Config {
     pub api: crate::observe::api::ApiConfig,
     /// The non-human identity inventory (`[identities.ID]`), by id.
     pub identities: Vec<(String, crate::identity::inventory::IdentityConfig)>,
+    /// Response policies (`[policies.NAME]`), by name.
+    pub policies: Vec<(String, crate::transforms::policy::config::PolicyConfig)>,
     pub sources: BTreeMap<String, Component<SourceConfig>>,
     pub transforms: BTreeMap<String, Component<TransformConfig>>,
     pub sinks: BTreeMap<String, Component<SinkConfig>>,
@@ -350,11 +352,11 @@ struct Builder {
     /// `[api]`, with where it was set.
     api: Option<(Location, crate::observe::api::ApiConfig)>,
     identities: BTreeMap<String, (Location, crate::identity::inventory::IdentityConfig)>,
+    policies: BTreeMap<String, (Location, crate::transforms::policy::config::PolicyConfig)>,
 }
 
 const GLOBAL_KEYS: &[&str] = &["data_dir", "log_level", "shutdown_timeout"];
-const TOP_LEVEL_KEYS: &str =
-    "data_dir, log_level, shutdown_timeout, api, resource, identities, sources, transforms, sinks";
+const TOP_LEVEL_KEYS: &str = "data_dir, log_level, shutdown_timeout, api, resource, identities, policies, sources, transforms, sinks";
 
 impl Builder {
     fn add_text(&mut self, file: Arc<str>, raw: &str, env: &dyn Fn(&str) -> Option<String>) {
@@ -399,6 +401,7 @@ impl Builder {
                 "resource" => self.add_resource(&file, &text, value),
                 "api" => self.add_api(key_at, &file, &text, value),
                 "identities" => self.add_identities(&file, &text, value),
+                "policies" => self.add_policies(&file, &text, value),
                 name => match GLOBAL_KEYS.iter().find(|k| **k == name) {
                     Some(global) => {
                         let value_at = locate(&file, &text, value.span().start);
@@ -491,6 +494,47 @@ impl Builder {
                     self.errors.push(ConfigError::at(
                         where_,
                         format!("identities.{id}: {}", e.message().trim()),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn add_policies(&mut self, file: &Arc<str>, text: &str, table: Spanned<DeValue<'_>>) {
+        let at = locate(file, text, table.span().start);
+        let DeValue::Table(entries) = table.into_inner() else {
+            self.errors.push(ConfigError::at(
+                at,
+                "`policies` must be a table of policies, like [policies.leaked-tokens]",
+            ));
+            return;
+        };
+        for (name, body) in entries {
+            let name_at = locate(file, text, name.span().start);
+            let name = name.into_inner().into_owned();
+            if let Some((first, _)) = self.policies.get(&name) {
+                self.errors.push(ConfigError::at(
+                    name_at,
+                    format!("policy `{name}` is defined twice: first in {first}, again here"),
+                ));
+                continue;
+            }
+            use crate::transforms::policy::config::PolicyConfig;
+            match PolicyConfig::deserialize(ValueDeserializer::from(body)) {
+                Ok(config) => match config.check() {
+                    Ok(()) => {
+                        self.policies.insert(name, (name_at, config));
+                    }
+                    Err(message) => self.errors.push(ConfigError::at(
+                        name_at,
+                        format!("policies.{name}.{message}"),
+                    )),
+                },
+                Err(e) => {
+                    let where_ = e.span().map_or(name_at, |s| locate(file, text, s.start));
+                    self.errors.push(ConfigError::at(
+                        where_,
+                        format!("policies.{name}: {}", e.message().trim()),
                     ));
                 }
             }
@@ -729,6 +773,10 @@ impl Builder {
             identities: std::mem::take(&mut self.identities)
                 .into_iter()
                 .map(|(id, (_, config))| (id, config))
+                .collect(),
+            policies: std::mem::take(&mut self.policies)
+                .into_iter()
+                .map(|(name, (_, config))| (name, config))
                 .collect(),
         };
         for (key, (_, value_at, text)) in std::mem::take(&mut self.globals) {

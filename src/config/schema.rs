@@ -81,6 +81,9 @@ pub fn schema() -> Value {
     let identity = generator
         .subschema_for::<crate::identity::inventory::IdentityConfig>()
         .to_value();
+    let policy = generator
+        .subschema_for::<crate::transforms::policy::config::PolicyConfig>()
+        .to_value();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "tailguard configuration file",
@@ -96,6 +99,11 @@ pub fn schema() -> Value {
                 "type": "object",
                 "description": "The non-human identity inventory: [identities.ID]",
                 "additionalProperties": identity
+            },
+            "policies": {
+                "type": "object",
+                "description": "Detections to act on and the graduated actions: [policies.NAME]",
+                "additionalProperties": policy
             },
             "resource": {
                 "type": "object",

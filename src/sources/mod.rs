@@ -4,7 +4,10 @@
 //! function that turns it into a running task. This module is the registry
 //! that maps a `type = "..."` to both.
 
+pub mod audit_log;
+pub mod auth_log;
 pub mod ci_exec;
+pub mod credential_watch;
 pub mod file;
 pub mod runner_logs;
 pub mod stdin;
@@ -21,13 +24,19 @@ pub enum SourceConfig {
     CiExec(ci_exec::CiExecConfig),
     File(Box<file::FileSourceConfig>),
     RunnerLogs(Box<runner_logs::RunnerLogsConfig>),
+    CredentialWatch(Box<credential_watch::CredentialWatchConfig>),
+    AuditLog(Box<audit_log::AuditLogConfig>),
+    AuthLog(Box<auth_log::AuthLogConfig>),
 }
 
 impl SourceConfig {
     /// Every `type` a source may have.
     pub const TYPES: &'static [&'static str] = &[
+        "audit_log",
+        "auth_log",
         "buildkite_logs",
         "ci_exec",
+        "credential_watch",
         "file",
         "github_runner_logs",
         "jenkins_logs",
@@ -55,8 +64,14 @@ impl SourceConfig {
             schema
         };
         vec![
+            TypeSchema::of::<audit_log::AuditLogConfig>("audit_log", generator),
+            TypeSchema::of::<auth_log::AuthLogConfig>("auth_log", generator),
             runner("buildkite_logs", generator),
             TypeSchema::of::<ci_exec::CiExecConfig>("ci_exec", generator),
+            TypeSchema::of::<credential_watch::CredentialWatchConfig>(
+                "credential_watch",
+                generator,
+            ),
             TypeSchema::of::<file::FileSourceConfig>("file", generator),
             runner("github_runner_logs", generator),
             runner("jenkins_logs", generator),
@@ -90,6 +105,21 @@ impl SourceConfig {
                 config.check().map_err(ComponentParseError::Check)?;
                 Ok(Self::CiExec(config))
             }
+            "credential_watch" => {
+                let config: credential_watch::CredentialWatchConfig = deserialize(options)?;
+                config.check().map_err(ComponentParseError::Check)?;
+                Ok(Self::CredentialWatch(Box::new(config)))
+            }
+            "audit_log" => {
+                let config: audit_log::AuditLogConfig = deserialize(options)?;
+                config.check().map_err(ComponentParseError::Check)?;
+                Ok(Self::AuditLog(Box::new(config)))
+            }
+            "auth_log" => {
+                let config: auth_log::AuthLogConfig = deserialize(options)?;
+                config.check().map_err(ComponentParseError::Check)?;
+                Ok(Self::AuthLog(Box::new(config)))
+            }
             _ => Err(ComponentParseError::UnknownType(Self::TYPES)),
         }
     }
@@ -100,6 +130,9 @@ impl SourceConfig {
             Self::CiExec(config) => ci_exec::build(config, cx),
             Self::File(config) => file::build(config, cx),
             Self::RunnerLogs(config) => runner_logs::build(config, cx),
+            Self::CredentialWatch(config) => credential_watch::build(config, cx),
+            Self::AuditLog(config) => audit_log::build(config, cx),
+            Self::AuthLog(config) => auth_log::build(config, cx),
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Globals {
     pub data_dir: PathBuf,
     /// The non-human identity inventory (`[identities.ID]`).
     pub inventory: Arc<crate::identity::inventory::Inventory>,
+    /// The response policies (`[policies.NAME]`), in name order.
+    pub policies: Arc<Vec<(String, crate::transforms::policy::config::PolicyConfig)>>,
 }
 
 /// Handed to a source when it is built.

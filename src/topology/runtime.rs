@@ -230,6 +230,11 @@ impl Supervisor {
                 target.identities.clone(),
             ));
         }
+        let policies_changed =
+            format!("{:?}", target.policies) != format!("{:?}", self.config.policies);
+        if policies_changed && !self.running.is_empty() {
+            self.globals.policies = Arc::new(target.policies.clone());
+        }
         if target.data_dir != self.config.data_dir && !self.running.is_empty() {
             warn!("data_dir changes take effect at the next restart");
         }
@@ -244,6 +249,8 @@ impl Supervisor {
                     && !(kind == Kind::Source && resource_changed)
                     // Sources and transforms read the inventory when built.
                     && !(kind != Kind::Sink && identities_changed)
+                    // Policy transforms read the policies when built.
+                    && !(kind == Kind::Transform && policies_changed)
                     && !*r.done.borrow()
             });
             match (same, kind) {

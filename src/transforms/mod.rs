@@ -1,6 +1,7 @@
 //! Transforms: what happens to events between sources and sinks.
 
 pub mod filter;
+pub mod policy;
 pub mod redact;
 
 use toml::de::ValueDeserializer;
@@ -13,11 +14,12 @@ use crate::topology::component::{ComponentTask, TransformContext};
 pub enum TransformConfig {
     Filter(filter::FilterConfig),
     Redact(Box<redact::RedactConfig>),
+    Policy(Box<policy::PolicyTransformConfig>),
 }
 
 impl TransformConfig {
     /// Every `type` a transform may have.
-    pub const TYPES: &'static [&'static str] = &["filter", "redact"];
+    pub const TYPES: &'static [&'static str] = &["filter", "redact", "policy"];
 
     /// Each type's options, for `tailguard config schema`; the same order
     /// as `TYPES`.
@@ -28,6 +30,7 @@ impl TransformConfig {
         vec![
             TypeSchema::of::<filter::FilterConfig>("filter", generator),
             TypeSchema::of::<redact::RedactConfig>("redact", generator),
+            TypeSchema::of::<policy::PolicyTransformConfig>("policy", generator),
         ]
     }
 
@@ -46,6 +49,11 @@ impl TransformConfig {
                 config.check().map_err(ComponentParseError::Check)?;
                 Ok(Self::Redact(Box::new(config)))
             }
+            "policy" => {
+                let config: policy::PolicyTransformConfig = deserialize(options)?;
+                config.check().map_err(ComponentParseError::Check)?;
+                Ok(Self::Policy(Box::new(config)))
+            }
             _ => Err(ComponentParseError::UnknownType(Self::TYPES)),
         }
     }
@@ -54,6 +62,7 @@ impl TransformConfig {
         match self {
             Self::Filter(config) => filter::build(config, cx),
             Self::Redact(config) => redact::build(config, cx),
+            Self::Policy(config) => policy::build(config, cx),
         }
     }
 }

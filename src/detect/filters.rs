@@ -511,37 +511,40 @@ pub fn key_is_stopword(line: &[u8], start: usize) -> bool {
 /// Their status words and test names read like `key: value` to generic rules
 /// and flood CI logs, so generic rules skip these lines.
 pub fn is_test_report_line(line: &[u8]) -> bool {
-    let trimmed = line.trim_ascii_start();
+    // Anywhere in the line: CI runners put timestamps and colour codes first.
+    let has = |needle: &[u8]| memchr::memmem::find(line, needle).is_some();
     const GO: [&[u8]; 7] = [
-        b"--- PASS:",
-        b"--- FAIL:",
-        b"--- SKIP:",
-        b"=== RUN",
-        b"=== PAUSE",
-        b"=== CONT",
-        b"=== NAME",
+        b"--- PASS: ",
+        b"--- FAIL: ",
+        b"--- SKIP: ",
+        b"=== RUN ",
+        b"=== PAUSE ",
+        b"=== CONT ",
+        b"=== NAME ",
     ];
-    if GO.iter().any(|p| trimmed.starts_with(p)) {
+    if GO.iter().any(|m| has(m)) {
         return true;
     }
-    if trimmed.starts_with(b"test ")
+    if has(b"test ")
         && [&b" ... ok"[..], b" ... FAILED", b" ... ignored"]
             .iter()
-            .any(|s| memchr::memmem::find(trimmed, s).is_some())
+            .any(|s| has(s))
     {
         return true;
     }
-    memchr::memmem::find(line, b"::").is_some()
+    // pytest node ids (`file.py::test`) with a status word, which may be
+    // wrapped in colour codes.
+    has(b"::")
         && [
-            &b" PASSED"[..],
-            b" FAILED",
-            b" SKIPPED",
-            b" XFAIL",
-            b" XPASS",
-            b" ERROR",
+            &b"PASSED"[..],
+            b"FAILED",
+            b"SKIPPED",
+            b"XFAIL",
+            b"XPASS",
+            b"ERROR",
         ]
         .iter()
-        .any(|s| memchr::memmem::find(line, s).is_some())
+        .any(|s| has(s))
 }
 
 /// A bare hex git SHA / content digest in a line that talks about commits or hashes.

@@ -25,6 +25,7 @@ class Tools:
         self.otelcol = None
         self.rotel = None
         self.ripsecrets = None
+        self.otelcol_exporters = []
         self.caps = {"sources": [], "transforms": [], "sinks": [], "scan": False}
         self.versions = {}
 
@@ -55,6 +56,7 @@ class Tools:
         os.chmod(b, 0o755)
         self.otelcol = b
         self.versions["otelcol-contrib"] = _first_line([str(b), "--version"])
+        self.otelcol_exporters = _otelcol_exporters(b)
         return b
 
     def ensure_rotel(self):
@@ -111,6 +113,22 @@ class Tools:
         return name in self.caps.get(kind, [])
 
 
+def _otelcol_exporters(binary) -> list:
+    """Exporter names from `otelcol components` (the pip wheel's build is a slim one:
+    filelog, batch, memory_limiter, k8spath and otlphttp only, no `file` exporter)."""
+    try:
+        out = subprocess.run([str(binary), "components"], capture_output=True, text=True, timeout=30).stdout
+    except Exception:
+        return []
+    names, section = [], None
+    for line in out.splitlines():
+        if line and not line.startswith(" "):
+            section = line.rstrip(":").strip()
+        elif section == "exporters" and line.strip().startswith("- name:"):
+            names.append(line.split(":", 1)[1].strip())
+    return names
+
+
 def _first_line(argv):
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
@@ -164,7 +182,8 @@ class TailguardAgent:
     kind = "tailguard"
 
     def __init__(self, tools: Tools, run_dir: Path, input_path: Path | None, otlp_grpc_port: int | None,
-                 detect: bool, file_sink: Path | None = None, stdin=None, read_from="beginning"):
+                 detect: bool, file_sink: Path | None = None, stdin=None, read_from="beginning",
+                 file_sink_id: str = "seen"):
         self.api_port = free_port()
         self.run_dir = run_dir
         data_dir = run_dir / "data"
@@ -186,11 +205,12 @@ class TailguardAgent:
             cfg += ['[sinks.out]', 'type = "otlp"', 'inputs = ["%s"]' % upstream, 'protocol = "grpc"',
                     'endpoint = "http://127.0.0.1:%d"' % otlp_grpc_port, 'compression = "gzip"', '']
         if file_sink is not None:
-            cfg += ['[sinks.seen]', 'type = "file"', 'inputs = ["%s"]' % upstream,
+            # file_sink_id "out" (with no OTLP sink) makes the file sink the measured one ('filefile').
+            cfg += ['[sinks.%s]' % file_sink_id, 'type = "file"', 'inputs = ["%s"]' % upstream,
                     'path = %s' % toml_str(file_sink), '']
         self.config_path = run_dir / "tailguard.toml"
         self.config_path.write_text("\n".join(cfg))
-        self.sinks = (["sinks.out"] if otlp_grpc_port is not None else []) + (["sinks.seen"] if file_sink else [])
+        self.sinks = (["sinks.out"] if otlp_grpc_port is not None else []) + (["sinks.%s" % file_sink_id] if file_sink else [])
         self.metrics_url = "http://127.0.0.1:%d/metrics" % self.api_port
         self.proc = Proc("tailguard", [tools.tailguard, "--config", self.config_path, "run"], run_dir, stdin=stdin)
 
@@ -244,12 +264,25 @@ class TailguardAgent:
 
 
 class OtelcolAgent:
-    """otelcol-contrib: filelog receiver (start_at: beginning) -> batch -> otlphttp (gzip)."""
+    """otelcol-contrib: filelog receiver (start_at: beginning) -> batch -> otlphttp (gzip),
+    or, with ``file_out``, -> batch -> the `file` exporter (JSON, one line per batch)."""
 
     kind = "otelcol"
 
-    def __init__(self, tools: Tools, run_dir: Path, input_path: Path, otlp_http_port: int, start_at="beginning"):
+    def __init__(self, tools: Tools, run_dir: Path, input_path: Path, otlp_http_port: int | None, start_at="beginning",
+                 file_out: Path | None = None):
         self.metrics_port = free_port()
+        if file_out is not None:
+            exporter = "file"
+            exp_cfg = f"""  file:
+    path: {json.dumps(str(file_out))}
+"""
+        else:
+            exporter = "otlphttp"
+            exp_cfg = f"""  otlphttp:
+    endpoint: http://127.0.0.1:{otlp_http_port}
+    compression: gzip
+"""
         cfg = f"""receivers:
   filelog:
     include: [{json.dumps(str(input_path))}]
@@ -257,10 +290,7 @@ class OtelcolAgent:
 processors:
   batch: {{}}
 exporters:
-  otlphttp:
-    endpoint: http://127.0.0.1:{otlp_http_port}
-    compression: gzip
-service:
+{exp_cfg}service:
   telemetry:
     logs:
       level: warn
@@ -276,7 +306,7 @@ service:
     logs:
       receivers: [filelog]
       processors: [batch]
-      exporters: [otlphttp]
+      exporters: [{exporter}]
 """
         self.config_path = run_dir / "otelcol.yaml"
         self.config_path.write_text(cfg)

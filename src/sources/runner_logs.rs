@@ -19,14 +19,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
-
 use crate::config::ComponentParseError;
 use crate::event::{Context, Event, EventBatch, SpanData, SpanKind, SpanStatus, TraceIds};
 use crate::identity::ci::{self, CiSystem, Marker};
 use crate::sources::file::{self, FileSourceConfig};
 use crate::topology::component::{ComponentTask, SourceContext};
-use crate::topology::output::Output;
 
 /// The three runner log source types and their CI system.
 pub const TYPES: &[(&str, CiSystem)] = &[
@@ -73,17 +70,7 @@ pub(crate) fn parse(
 pub fn build(config: &RunnerLogsConfig, mut cx: SourceContext) -> anyhow::Result<ComponentTask> {
     // The file source sends into a channel; the tracker forwards to the
     // real output. Acknowledgements ride on the events, unchanged.
-    let (tx, mut rx) = mpsc::channel::<EventBatch>(4);
-    let inner_out = Output::named(&format!("sources.{}.reader", cx.name));
-    inner_out.rewire(vec![(Arc::from(format!("sources.{}", cx.name)), tx)]);
-    let inner = SourceContext {
-        name: Arc::clone(&cx.name),
-        globals: cx.globals.clone(),
-        context: Arc::clone(&cx.context),
-        shutdown: cx.shutdown.clone(),
-        out: inner_out,
-    };
-    let reading = file::build(&config.file, inner)?;
+    let (reading, mut rx) = file::build_into_channel(&config.file, &cx)?;
     let mut tracker = SectionTracker::new(config.system);
     Ok(Box::pin(async move {
         let forwarding = async {

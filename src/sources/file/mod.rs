@@ -111,6 +111,33 @@ use tailer::{Dirty, Settings, Tailer};
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// Builds the source's task. Fails only on an invalid configuration.
+/// A file source whose events go into the returned channel instead of
+/// downstream, for sources that post-process what a file source reads
+/// (runner logs, audit and auth logs). Acknowledgements ride on the events,
+/// so the wrapper keeps the same delivery guarantee by passing them on.
+pub fn build_into_channel(
+    config: &FileSourceConfig,
+    cx: &SourceContext,
+) -> anyhow::Result<(
+    ComponentTask,
+    tokio::sync::mpsc::Receiver<crate::event::EventBatch>,
+)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let out = crate::topology::output::Output::named(&format!("sources.{}.reader", cx.name));
+    out.rewire(vec![(
+        std::sync::Arc::from(format!("sources.{}", cx.name)),
+        tx,
+    )]);
+    let inner = SourceContext {
+        name: std::sync::Arc::clone(&cx.name),
+        globals: cx.globals.clone(),
+        context: std::sync::Arc::clone(&cx.context),
+        shutdown: cx.shutdown.clone(),
+        out,
+    };
+    Ok((build(config, inner)?, rx))
+}
+
 pub fn build(config: &FileSourceConfig, cx: SourceContext) -> anyhow::Result<ComponentTask> {
     build_with(config, cx, true)
 }

@@ -95,12 +95,13 @@ fn github_runner_worker() -> Vec<(&'static str, String)> {
     if let Some(root) = std::env::var_os("RUNNER_ROOT") {
         roots.push(root.into());
     }
-    roots.extend(["/opt/actions-runner", "/actions-runner"].map(PathBuf::from));
+    use crate::identity::ci::{GITHUB_RUNNER_HOME_DIR, GITHUB_RUNNER_ROOTS};
+    roots.extend(GITHUB_RUNNER_ROOTS.iter().map(PathBuf::from));
     if let Ok(homes) = std::fs::read_dir("/home") {
         roots.extend(
             homes
                 .filter_map(Result::ok)
-                .map(|e| e.path().join("actions-runner")),
+                .map(|e| e.path().join(GITHUB_RUNNER_HOME_DIR)),
         );
     }
     roots

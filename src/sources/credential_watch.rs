@@ -85,7 +85,10 @@ fn default_homes() -> Vec<String> {
     vec!["/home/*".into(), "/root".into()]
 }
 fn default_runner_roots() -> Vec<String> {
-    vec!["/opt/actions-runner".into(), "/actions-runner".into()]
+    crate::identity::ci::GITHUB_RUNNER_ROOTS
+        .iter()
+        .map(|r| r.to_string())
+        .collect()
 }
 fn default_true() -> bool {
     true

@@ -8,6 +8,24 @@ use crate::event::EventBatch;
 
 type Downstream = Vec<(Arc<str>, mpsc::Sender<EventBatch>)>;
 
+type Counter = prometheus_client::metrics::counter::Counter;
+
+/// A downstream channel and the counter of events sent into it, looked up
+/// once when the output is wired, not on every batch.
+#[derive(Clone)]
+struct Link {
+    name: Arc<str>,
+    sender: mpsc::Sender<EventBatch>,
+    received: Option<Counter>,
+}
+
+/// The owning component's counters.
+#[derive(Clone)]
+struct Counted {
+    events: Counter,
+    bytes: Counter,
+}
+
 /// A component's output. Sending waits while any downstream channel is full,
 /// so a slow sink slows its sources instead of growing a queue: every channel
 /// in the topology is bounded.
@@ -20,9 +38,9 @@ type Downstream = Vec<(Arc<str>, mpsc::Sender<EventBatch>)>;
 /// it can drain and stop.
 #[derive(Clone, Default)]
 pub struct Output {
-    downstream: Arc<Mutex<Downstream>>,
-    /// The owning component's label (`sources.app`), for metrics.
-    owner: Option<Arc<str>>,
+    downstream: Arc<Mutex<Vec<Link>>>,
+    /// The owning component's counters, when the output is named.
+    counted: Option<Counted>,
 }
 
 /// Every downstream component has stopped; nothing can receive events any
@@ -41,26 +59,50 @@ impl Output {
 
     /// An output whose traffic is counted under `owner` (`sources.app`).
     pub(crate) fn named(owner: &str) -> Self {
+        let m = crate::observe::metrics::metrics();
+        let labels = crate::observe::metrics::component(owner);
         Self {
             downstream: Arc::default(),
-            owner: Some(Arc::from(owner)),
+            counted: Some(Counted {
+                events: m.events_out.get_or_create(&labels).clone(),
+                bytes: m.bytes_out.get_or_create(&labels).clone(),
+            }),
         }
     }
 
-    fn list(&self) -> std::sync::MutexGuard<'_, Downstream> {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Link>> {
         self.downstream.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn link(&self, name: Arc<str>, sender: mpsc::Sender<EventBatch>) -> Link {
+        let received = self.counted.as_ref().map(|_| {
+            crate::observe::metrics::metrics()
+                .events_in
+                .get_or_create(&crate::observe::metrics::component(&name))
+                .clone()
+        });
+        Link {
+            name,
+            sender,
+            received,
+        }
     }
 
     /// Adds one downstream channel (tests build outputs by hand).
     #[cfg(test)]
     #[allow(dead_code)]
     pub(crate) fn connect(&mut self, name: Arc<str>, sender: mpsc::Sender<EventBatch>) {
-        self.list().push((name, sender));
+        let link = self.link(name, sender);
+        self.list().push(link);
     }
 
     /// Replaces the downstream channels; the next batch goes to the new ones.
     pub(crate) fn rewire(&self, downstream: Downstream) {
-        *self.list() = downstream;
+        let links = downstream
+            .into_iter()
+            .map(|(name, sender)| self.link(name, sender))
+            .collect();
+        *self.list() = links;
     }
 
     /// Number of components this output feeds.
@@ -76,38 +118,34 @@ impl Output {
         }
         // Cloning a few senders is cheaper than holding the lock across an
         // await, and lets a reload rewire while this send waits.
-        let downstream: Downstream = self.list().clone();
-        if let Some(owner) = &self.owner {
-            let m = crate::observe::metrics::metrics();
+        let downstream: Vec<Link> = self.list().clone();
+        if let Some(counted) = &self.counted {
             let events = batch.len() as u64;
             let bytes: usize = batch.iter().map(|e| e.body.len()).sum();
-            m.events_out
-                .get_or_create(&crate::observe::metrics::component(owner))
-                .inc_by(events);
-            m.bytes_out
-                .get_or_create(&crate::observe::metrics::component(owner))
-                .inc_by(bytes as u64);
-            for (name, _) in &downstream {
-                m.events_in
-                    .get_or_create(&crate::observe::metrics::component(name))
-                    .inc_by(events);
+            counted.events.inc_by(events);
+            counted.bytes.inc_by(bytes as u64);
+            for link in downstream.iter() {
+                if let Some(received) = &link.received {
+                    received.inc_by(events);
+                }
             }
         }
-        let Some(((last_name, last), rest)) = downstream.split_last() else {
+        let Some((last, rest)) = downstream.split_last() else {
             // Validation rejects a component nothing reads, so this only
             // happens in tests that build a bare output; settle and move on.
             let mut batch = batch;
             crate::event::settle_all(&mut batch, crate::ack::DeliveryStatus::Delivered);
             return Ok(());
         };
-        for (name, sender) in rest {
-            sender
+        for link in rest {
+            link.sender
                 .send(batch.clone())
                 .await
-                .map_err(|_| OutputClosed(Arc::clone(name)))?;
+                .map_err(|_| OutputClosed(Arc::clone(&link.name)))?;
         }
-        last.send(batch)
+        last.sender
+            .send(batch)
             .await
-            .map_err(|_| OutputClosed(Arc::clone(last_name)))
+            .map_err(|_| OutputClosed(Arc::clone(&last.name)))
     }
 }

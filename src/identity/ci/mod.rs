@@ -36,7 +36,7 @@ pub use markers::{
     Marker, parse_marker, parse_marker_as, parse_markers, parse_markers_as, strip_ansi,
 };
 pub use oidc::{oidc_claims, oidc_from_env};
-pub use paths::default_runner_log_globs;
+pub use paths::{GITHUB_RUNNER_HOME_DIR, GITHUB_RUNNER_ROOTS, default_runner_log_globs};
 
 /// Attribute names used by this module (semconv names and tailguard's own).
 pub mod attr {

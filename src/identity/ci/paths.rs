@@ -25,20 +25,22 @@ use super::CiSystem;
 ///
 /// GitLab Runner streams job logs to GitLab and keeps none on disk; it is
 /// covered by `tailguard exec` as well.
+/// Where a GitHub Actions self-hosted runner is usually installed, outside
+/// home directories.
+pub const GITHUB_RUNNER_ROOTS: &[&str] = &["/opt/actions-runner", "/actions-runner"];
+
+/// The runner's folder name when it is installed in a home directory.
+pub const GITHUB_RUNNER_HOME_DIR: &str = "actions-runner";
+
 pub fn default_runner_log_globs(env: &dyn Fn(&str) -> Option<String>) -> Vec<(CiSystem, String)> {
     let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
     let mut out = Vec::new();
 
     let roots: Vec<String> = match get("RUNNER_ROOT") {
         Some(r) => vec![r.trim_end_matches('/').to_string()],
-        None => [
-            "/home/*/actions-runner",
-            "/opt/actions-runner",
-            "/actions-runner",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        None => std::iter::once(format!("/home/*/{GITHUB_RUNNER_HOME_DIR}"))
+            .chain(GITHUB_RUNNER_ROOTS.iter().map(|s| s.to_string()))
+            .collect(),
     };
     for root in &roots {
         out.push((

@@ -8,24 +8,6 @@ use std::process::Stdio;
 
 use common::*;
 
-fn pipeline_config(dir: &std::path::Path, out: &std::path::Path) -> std::path::PathBuf {
-    write(
-        &dir.join("pipeline.toml"),
-        &format!(
-            r#"
-[sources.in]
-type = "stdin"
-
-[sinks.out]
-type = "file"
-inputs = ["in"]
-path = "{}"
-"#,
-            out.display()
-        ),
-    )
-}
-
 #[test]
 fn validate_reports_a_key_typo_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();

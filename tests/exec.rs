@@ -4,79 +4,11 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
+use common::agent::{Agent, FLEET_KEY, fingerprint_of, token};
 use common::*;
-
-/// A running agent with a `ci_exec` source and a file sink.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    out: PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        Self::start_with(dir, "")
-    }
-
-    /// An agent with extra configuration (e.g. an inventory).
-    fn start_with(dir: &Path, extra: &str) -> Agent {
-        let socket = dir.join("exec.sock");
-        let out = dir.join("events.jsonl");
-        let config = write(
-            &dir.join("agent.toml"),
-            &format!(
-                "{extra}\n[sources.jobs]\ntype = \"ci_exec\"\nsocket = \"{}\"\n\n[transforms.redact]\ntype = \"redact\"\ninputs = [\"jobs\"]\nfingerprint_key = \"test-fleet\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"redact\"]\npath = \"{}\"\n",
-                socket.display(),
-                out.display()
-            ),
-        );
-        let child = tailguard(dir)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("the agent's socket", || socket.exists());
-        Agent { child, socket, out }
-    }
-
-    fn exec(&self, dir: &Path, args: &[&str]) -> Output {
-        tailguard(dir)
-            .arg("exec")
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--")
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Every event the agent wrote, once the step's span has arrived.
-    fn events_after_span(&self) -> Vec<serde_json::Value> {
-        let read = || -> Vec<serde_json::Value> {
-            std::fs::read_to_string(&self.out)
-                .unwrap_or_default()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
-        };
-        wait_for("the step span", || {
-            read().iter().any(|e| e.get("span").is_some())
-        });
-        read()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn a_failing_step_keeps_its_exit_code_and_reaches_the_agent_with_a_failure_span() {
@@ -336,18 +268,13 @@ fn a_github_actions_step_carries_its_job_context() {
     );
 }
 
-/// A fake GitHub token, assembled so this file itself holds no token.
-fn token() -> String {
-    format!("gh{}_{}", "p", "Zq8Rk2LmT7vXw4NbP9yHc3JdF6sGa1UeK0tQ")
-}
-
 #[test]
 fn a_leaked_token_is_masked_in_the_passthrough_and_redacted_at_the_agent() {
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(dir.path());
     let script = format!("echo hi; echo {} >&2; exit 3", token());
     let out = tailguard(dir.path())
-        .env("TAILGUARD_FINGERPRINT_KEY", "test-fleet")
+        .env("TAILGUARD_FINGERPRINT_KEY", FLEET_KEY)
         .arg("exec")
         .arg("--socket")
         .arg(&agent.socket)
@@ -423,31 +350,12 @@ fn secret_env_values_and_add_mask_values_are_masked() {
     assert_eq!(text.lines().count(), 4);
 }
 
-fn fingerprint_of(dir: &Path, secret: &str, key: &str) -> String {
-    let mut child = tailguard(dir)
-        .args(["identities", "fingerprint", "--fingerprint-key", key])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{secret}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn an_inventory_secret_seen_in_job_output_names_its_owner_tier_and_revocation() {
     let dir = tempfile::tempdir().unwrap();
     // A value no rule would flag: only the inventory knows it is a secret.
     let secret = "Vq9xT2pLmR8kZ4wNc7Hy3Jd";
-    let fp = fingerprint_of(dir.path(), secret, "test-fleet");
+    let fp = fingerprint_of(dir.path(), secret, FLEET_KEY);
     assert_eq!(fp.len(), 64);
     let inventory = format!(
         r##"
@@ -460,7 +368,7 @@ secrets = {{ env = ["DEPLOY_BOT_TOKEN"], fingerprints = ["{fp}"] }}
 revocation = {{ command = ["/usr/local/bin/rotate-token", "deploy-bot"], runbook = "https://runbooks.example/deploy-bot" }}
 "##
     );
-    let agent = Agent::start_with(dir.path(), &inventory);
+    let agent = Agent::start_with(dir.path(), &inventory, None);
     let script = format!("echo deploying with {secret} now");
     let out = tailguard(dir.path())
         .env("DEPLOY_BOT_TOKEN", "placeholder-not-the-secret")

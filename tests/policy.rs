@@ -5,122 +5,45 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
+use common::agent::{Agent, FLEET_KEY, token};
 use common::*;
 
-/// A running agent with a `ci_exec` source, `redact`, `policy` and a file sink.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    out: PathBuf,
-}
-
-impl Agent {
-    /// `top` goes before the components (inventory, policies), `policy`
-    /// into the policy transform's table.
-    fn start(dir: &Path, top: &str, policy: &str) -> Agent {
-        let socket = dir.join("exec.sock");
-        let out = dir.join("events.jsonl");
-        let config = write(
-            &dir.join("agent.toml"),
-            &format!(
-                r#"{top}
-
-[sources.jobs]
-type = "ci_exec"
-socket = "{socket}"
-
-[transforms.redact]
-type = "redact"
-inputs = ["jobs"]
-fingerprint_key = "test-fleet"
-
-[transforms.policy]
-type = "policy"
-inputs = ["redact"]
-{policy}
-
-[sinks.out]
-type = "file"
-inputs = ["policy"]
-path = "{out}"
-"#,
-                socket = socket.display(),
-                out = out.display()
-            ),
-        );
-        let check = tailguard(dir)
-            .args(["validate", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert_eq!(
-            check.status.code(),
-            Some(0),
-            "{}{}",
-            stdout(&check),
-            stderr(&check)
-        );
-        let child = tailguard(dir)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("the agent's socket", || socket.exists());
-        Agent { child, socket, out }
-    }
-
-    fn events(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// Waits for a span named `name` and returns it.
-    fn span(&self, name: &str) -> serde_json::Value {
-        let mut found = None;
-        wait_for(name, || {
-            found = self
-                .events()
-                .into_iter()
-                .find(|e| e["span"]["name"] == name);
-            found.is_some()
-        });
-        found.unwrap()
-    }
-
-    /// Every span whose name is `name`, once the step spans of `steps`
-    /// steps have arrived (and so everything before them).
-    fn spans_after_steps(&self, steps: usize, name: &str) -> Vec<serde_json::Value> {
-        wait_for("the step spans", || {
-            self.events()
-                .iter()
-                .filter(|e| {
-                    e["span"]["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("RUN "))
-                })
-                .count()
-                >= steps
-        });
-        self.events()
+/// Waits for a span named `name` and returns it.
+fn span(agent: &Agent, name: &str) -> serde_json::Value {
+    let mut found = None;
+    wait_for(name, || {
+        found = agent
+            .events()
             .into_iter()
-            .filter(|e| e["span"]["name"] == name)
-            .collect()
-    }
+            .find(|e| e["span"]["name"] == name);
+        found.is_some()
+    });
+    found.unwrap()
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Every span whose name is `name`, once the step spans of `steps`
+/// steps have arrived (and so everything before them).
+fn spans_after_steps(agent: &Agent, steps: usize, name: &str) -> Vec<serde_json::Value> {
+    wait_for("the step spans", || {
+        agent
+            .events()
+            .iter()
+            .filter(|e| {
+                e["span"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("RUN "))
+            })
+            .count()
+            >= steps
+    });
+    agent
+        .events()
+        .into_iter()
+        .filter(|e| e["span"]["name"] == name)
+        .collect()
 }
 
 /// A GitHub Actions step in `repository` on branch `branch`, with extra
@@ -145,7 +68,7 @@ fn github_step(
         .env("GITHUB_REF_NAME", branch)
         .env_remove("GITHUB_HEAD_REF")
         .env_remove("TRACEPARENT")
-        .env("TAILGUARD_FINGERPRINT_KEY", "test-fleet");
+        .env("TAILGUARD_FINGERPRINT_KEY", FLEET_KEY);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -161,36 +84,11 @@ fn github_step(
 }
 
 fn fingerprint_of(dir: &Path, secret: &str) -> String {
-    let mut child = tailguard(dir)
-        .args([
-            "identities",
-            "fingerprint",
-            "--fingerprint-key",
-            "test-fleet",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{secret}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    common::agent::fingerprint_of(dir, secret, FLEET_KEY)
 }
 
 /// A value no rule flags: only the inventory knows it is a secret.
 const SECRET: &str = "Vq9xT2pLmR8kZ4wNc7Hy3Jd";
-
-/// A fake GitHub token, assembled so this file itself holds no token.
-fn token() -> String {
-    format!("gh{}_{}", "p", "Zq8Rk2LmT7vXw4NbP9yHc3JdF6sGa1UeK0tQ")
-}
 
 /// Copies the argument-recording script into `dir`; returns its path and
 /// where it writes.
@@ -242,10 +140,10 @@ fn a_leaked_inventory_secret_is_rotated_by_a_real_script_with_an_exact_argument_
         "{}\n[policies.rotate-leaks]\ndetection = \"secret_leak\"\nidentity = [\"deploy-*\"]\nprivilege_tier = [\"tier0\"]\nseverity = \"critical\"\nactions = [\"annotate\", \"rotate\"]\n",
         inventory(dir.path(), "deploy-bot", &script, "")
     );
-    let agent = Agent::start(
+    let agent = Agent::start_with(
         dir.path(),
         &top,
-        &format!("allowed_executables = [\"{}\"]", script.display()),
+        Some(&format!("allowed_executables = [\"{}\"]", script.display())),
     );
     github_step(
         dir.path(),
@@ -255,13 +153,13 @@ fn a_leaked_inventory_secret_is_rotated_by_a_real_script_with_an_exact_argument_
         &[],
         &format!("echo deploying with {SECRET}"),
     );
-    let action = agent.span("ACTION rotate");
+    let action = span(&agent, "ACTION rotate");
     assert_eq!(
         action["attributes"]["tailguard.action.outcome"], "done",
         "{action}"
     );
     assert!(action["attributes"]["tailguard.action.time_to_act_ms"].is_number());
-    let alert = agent.span("ALERT secret_leak");
+    let alert = span(&agent, "ALERT secret_leak");
     let a = &alert["attributes"];
     assert_eq!(a["tailguard.alert.severity"], "critical");
     assert_eq!(a["tailguard.alert.policy"], "rotate-leaks");
@@ -309,10 +207,10 @@ fn shell_metacharacters_in_job_context_and_identity_stay_one_argument_each() {
         "{}\n[policies.rotate-leaks]\nactions = [\"rotate\"]\ndetection = \"secret_leak\"\n",
         inventory(dir.path(), &id, &script, "")
     );
-    let agent = Agent::start(
+    let agent = Agent::start_with(
         dir.path(),
         &top,
-        &format!("allowed_executables = [\"{}\"]", script.display()),
+        Some(&format!("allowed_executables = [\"{}\"]", script.display())),
     );
     github_step(
         dir.path(),
@@ -322,12 +220,12 @@ fn shell_metacharacters_in_job_context_and_identity_stay_one_argument_each() {
         &[],
         &format!("echo deploying with {SECRET}"),
     );
-    let action = agent.span("ACTION rotate");
+    let action = span(&agent, "ACTION rotate");
     assert_eq!(
         action["attributes"]["tailguard.action.outcome"], "done",
         "{action}"
     );
-    let alert = agent.span("ALERT secret_leak");
+    let alert = span(&agent, "ALERT secret_leak");
     let fp = alert["attributes"]["tailguard.finding.fingerprint"]
         .as_str()
         .unwrap()
@@ -357,13 +255,13 @@ fn dry_run_and_require_approval_run_nothing() {
             "{}\n[policies.careful]\n{mode}\nactions = [\"annotate\", \"rotate\", \"quarantine\"]\n",
             inventory(dir.path(), "deploy-bot", &script, "")
         );
-        let agent = Agent::start(
+        let agent = Agent::start_with(
             dir.path(),
             &top,
-            &format!(
+            Some(&format!(
                 "allowed_executables = [\"{s}\"]\nquarantine_command = [\"{s}\", \"quarantine\"]",
                 s = script.display()
-            ),
+            )),
         );
         github_step(
             dir.path(),
@@ -374,17 +272,17 @@ fn dry_run_and_require_approval_run_nothing() {
             &format!("echo deploying with {SECRET}"),
         );
         for name in ["ACTION rotate", "ACTION quarantine"] {
-            let action = agent.span(name);
+            let action = span(&agent, name);
             assert_eq!(
                 action["attributes"]["tailguard.action.outcome"], outcome,
                 "{mode}: {action}"
             );
             assert!(action["attributes"]["tailguard.action.proposal"].is_string());
         }
-        let annotate = agent.span("ACTION annotate");
+        let annotate = span(&agent, "ACTION annotate");
         assert_eq!(annotate["attributes"]["tailguard.action.outcome"], "done");
         // Everything after the alert has been written: the step span.
-        agent.spans_after_steps(1, "ACTION rotate");
+        spans_after_steps(&agent, 1, "ACTION rotate");
         assert!(!args_file.exists(), "{mode}: the script never ran");
     }
 }
@@ -402,7 +300,7 @@ fn an_identity_used_from_a_forbidden_branch_is_out_of_context() {
             r#"repositories = ["acme/*"], refs = ["refs/heads/main"], pipelines = ["deploy"]"#
         )
     );
-    let agent = Agent::start(dir.path(), &top, "");
+    let agent = Agent::start_with(dir.path(), &top, Some(""));
     // Allowed: main.
     github_step(
         dir.path(),
@@ -421,7 +319,7 @@ fn an_identity_used_from_a_forbidden_branch_is_out_of_context() {
         &[("DEPLOY_BOT_TOKEN", "placeholder")],
         &format!("echo deploying with {SECRET}"),
     );
-    let alerts = agent.spans_after_steps(2, "ALERT identity_out_of_context");
+    let alerts = spans_after_steps(&agent, 2, "ALERT identity_out_of_context");
     assert_eq!(
         alerts.len(),
         1,
@@ -451,11 +349,11 @@ fn an_identity_used_from_a_forbidden_branch_is_out_of_context() {
 fn one_fingerprint_in_two_repositories_is_a_spread() {
     let dir = tempfile::tempdir().unwrap();
     let top = "[policies.reuse]\ndetection = \"fingerprint_spread\"\nrule = [\"github-*\"]\nmin_confidence = \"low\"\nseverity = \"high\"\nactions = [\"annotate\", \"mask\"]\n";
-    let agent = Agent::start(dir.path(), top, "");
+    let agent = Agent::start_with(dir.path(), top, Some(""));
     let script = format!("echo token {}", token());
     github_step(dir.path(), &agent, "acme/widgets", "main", &[], &script);
     github_step(dir.path(), &agent, "acme/gadgets", "main", &[], &script);
-    let alerts = agent.spans_after_steps(2, "ALERT fingerprint_spread");
+    let alerts = spans_after_steps(&agent, 2, "ALERT fingerprint_spread");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let a = &alerts[0]["attributes"];
     assert_eq!(a["tailguard.alert.spread.dimension"], "repository");
@@ -470,7 +368,7 @@ fn one_fingerprint_in_two_repositories_is_a_spread() {
             .starts_with("NHI9")
     );
     let fp = a["tailguard.finding.fingerprint"].as_str().unwrap();
-    let mask = agent.span("ACTION mask");
+    let mask = span(&agent, "ACTION mask");
     assert_eq!(mask["attributes"]["tailguard.action.outcome"], "done");
     let masked: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("mask-fingerprints.json")).unwrap())
@@ -515,7 +413,7 @@ fn notify_posts_the_alert_without_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let (url, bodies, _runtime) = webhook();
     let top = "[policies.tell]\ndetection = \"secret_leak\"\nseverity = \"high\"\nactions = [\"notify\"]\n";
-    let agent = Agent::start(dir.path(), top, &format!("notify_url = \"{url}\""));
+    let agent = Agent::start_with(dir.path(), top, Some(&format!("notify_url = \"{url}\"")));
     github_step(
         dir.path(),
         &agent,
@@ -524,7 +422,7 @@ fn notify_posts_the_alert_without_the_secret() {
         &[],
         &format!("echo token {}", token()),
     );
-    let action = agent.span("ACTION notify");
+    let action = span(&agent, "ACTION notify");
     assert_eq!(
         action["attributes"]["tailguard.action.outcome"], "done",
         "{action}"

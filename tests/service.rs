@@ -12,16 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn pipeline_config(dir: &Path, out: &Path) -> PathBuf {
-    write(
-        &dir.join("pipeline.toml"),
-        &format!(
-            "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"{}\"\n",
-            out.display()
-        ),
-    )
-}
-
 /// A fake service manager: the socket the agent notifies.
 struct Manager {
     socket: UnixDatagram,

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: they run the real binary.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod corpus;
 pub mod files;
 pub mod otlp;
@@ -36,6 +37,17 @@ pub fn spawn_run(state: &Path, config: &Path) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// A `stdin` source feeding a `file` sink at `out`: the smallest pipeline.
+pub fn pipeline_config(dir: &Path, out: &Path) -> PathBuf {
+    write(
+        &dir.join("pipeline.toml"),
+        &format!(
+            "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"{}\"\n",
+            out.display()
+        ),
+    )
 }
 
 /// The address of the `/metrics` listener, from the agent's log.

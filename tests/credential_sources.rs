@@ -12,11 +12,7 @@ use common::*;
 use serde_json::Value;
 
 fn events(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    json_lines(out)
 }
 
 fn attr(event: &Value, key: &str) -> String {

@@ -475,10 +475,8 @@ fn steps_of_a_run_share_a_trace_under_one_span_per_job() {
         Some(0)
     );
     let spans = || -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        json_lines(&out)
+            .into_iter()
             .filter(|e| e.get("span").is_some())
             .collect()
     };

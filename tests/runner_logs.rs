@@ -36,13 +36,7 @@ fn a_github_runner_log_becomes_lines_grouped_under_step_spans() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let read = || -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let read = || json_lines(&out);
     wait_for("both step spans", || {
         read().iter().filter(|e| e.get("span").is_some()).count() == 2
     });

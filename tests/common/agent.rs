@@ -79,11 +79,7 @@ impl Agent {
 
     /// Every event the agent has written so far.
     pub fn events(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        super::json_lines(&self.out)
     }
 
     /// Every event the agent wrote, once a step's span has arrived.

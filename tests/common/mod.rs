@@ -81,17 +81,30 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The `body` of every JSON line in a file sink's output, in order.
-pub fn bodies(path: &Path) -> Vec<String> {
+/// Every complete JSON line a file sink has written so far. A last line
+/// without its newline is still being written by the agent and is left for
+/// the next poll; every complete line must parse.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
-    text.lines()
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    complete
+        .lines()
         .map(|line| {
-            let json: serde_json::Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            json["body"].as_str().unwrap().to_string()
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:.300}"))
         })
+        .collect()
+}
+
+/// The `body` of every complete JSON line in a file sink's output, in order.
+pub fn bodies(path: &Path) -> Vec<String> {
+    json_lines(path)
+        .iter()
+        .map(|json| json["body"].as_str().unwrap().to_string())
         .collect()
 }
 

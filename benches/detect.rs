@@ -1,7 +1,7 @@
 //! Throughput of the detector over a generated, realistic CI log (build output, test output,
 //! package installs, digests and ids, and rare secrets at about 1 line in 10,000).
 //!
-//! `cargo bench --bench detect`. Set `TAILGUARD_BENCH_MIB` to change the log size (default 64)
+//! `cargo bench --bench detect`. Set `TAILGUARD_BENCH_MIB` to change the log size (default 256)
 //! and `TAILGUARD_BENCH_DUMP=/path` to also write the generated log out (for comparing tools).
 
 use std::hint::black_box;
@@ -16,7 +16,7 @@ fn bench(c: &mut Criterion) {
     let mib: usize = std::env::var("TAILGUARD_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
+        .unwrap_or(256);
     let log = generate_log(mib << 20);
     if let Ok(p) = std::env::var("TAILGUARD_BENCH_DUMP") {
         std::fs::write(&p, &log).expect("write log");

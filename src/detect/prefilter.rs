@@ -81,6 +81,24 @@ fn byte_freq(b: u8) -> u64 {
     }
 }
 
+/// How many grams `common_grams.txt` lists.
+const COMMON_GRAMS: u32 = 4096;
+
+/// Folded 4-gram -> frequency rank (0 = most frequent) in ordinary software text, from
+/// `common_grams.txt` (see `tools/common_grams.py`). Choosing keyword grams off this list cut the
+/// verifications on a CI log by about 60%.
+fn common_grams() -> HashMap<u32, u32> {
+    include_str!("common_grams.txt")
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .zip(0..COMMON_GRAMS)
+        .map(|(hex, rank)| {
+            let gram = u32::from_str_radix(hex, 16).expect("common_grams.txt holds hex grams");
+            (gram, rank)
+        })
+        .collect()
+}
+
 #[derive(Clone)]
 pub(crate) struct Prefilter {
     bits: Box<[u64; WORDS]>,
@@ -102,6 +120,7 @@ impl Prefilter {
         let mut bits: Box<[u64; WORDS]> = Box::new([0u64; WORDS]);
         let mut bits2 = bits.clone();
         let mut grams: GramMap = GramMap::default();
+        let common = common_grams();
         let mut short = Vec::new();
         let mut short_ids = Vec::new();
         for (i, k) in keywords.iter().enumerate() {
@@ -114,7 +133,14 @@ impl Prefilter {
             let (off, w) = k
                 .windows(4)
                 .enumerate()
-                .min_by_key(|(_, w)| w.iter().map(|&b| byte_freq(b)).product::<u64>())
+                .min_by_key(|(_, w)| {
+                    let g = fold(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                    // Any gram off the common list beats every gram on it; among common grams
+                    // the less common wins, and the byte estimate breaks ties.
+                    let commonness = common.get(&g).map_or(0, |&rank| COMMON_GRAMS - rank);
+                    let estimate = w.iter().map(|&b| byte_freq(b)).product::<u64>();
+                    (commonness, estimate)
+                })
                 .expect("4 bytes");
             let g = fold(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
             let h = hash(g);

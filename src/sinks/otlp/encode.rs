@@ -3,18 +3,30 @@
 //!
 //! A batch carries each resource once: events that share a context (the
 //! normal case: one per source) are grouped under one `ResourceLogs`.
+//!
+//! Log records, the bulk of the traffic, are encoded by [`LogsEncoder`]
+//! straight into protobuf bytes: each record is filled into one reused
+//! `LogRecord` (its strings and vectors keep their capacity) and encoded by
+//! prost, and only the two wrapping messages are framed by hand. The bytes are
+//! exactly those of the equivalent `ExportLogsServiceRequest` (a test holds
+//! the two together); building that request instead cost a dozen allocations
+//! per line, a quarter of the agent's CPU when shipping.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(test)]
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+#[cfg(test)]
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
 };
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use crate::event::{Attributes, Context, Event, SpanData, SpanKind, SpanStatus, Value};
 
@@ -104,7 +116,120 @@ fn span(event: &Event, data: &SpanData) -> Span {
     }
 }
 
-/// Builds one logs export request from the log events of a batch.
+/// Encodes the log events of batches as `ExportLogsServiceRequest` bytes,
+/// reusing its buffers from one batch to the next.
+#[derive(Default)]
+pub struct LogsEncoder {
+    record: LogRecord,
+    records: Vec<u8>,
+}
+
+impl LogsEncoder {
+    /// The protobuf bytes of the logs export request for the log events
+    /// among `events` (spans are skipped).
+    pub fn encode<'a>(&mut self, events: impl Iterator<Item = &'a Event>) -> Vec<u8> {
+        const RESOURCE_LOGS: u32 = 1; // ExportLogsServiceRequest.resource_logs
+        const RESOURCE: u32 = 1; // ResourceLogs.resource
+        const SCOPE_LOGS: u32 = 2; // ResourceLogs.scope_logs
+        const SCOPE: u32 = 1; // ScopeLogs.scope
+        const LOG_RECORDS: u32 = 2; // ScopeLogs.log_records
+        let groups = by_resource(events.filter(|e| e.as_span().is_none()), |event| event);
+        let scope = scope();
+        let mut out = Vec::new();
+        for (context, events) in groups {
+            self.records.clear();
+            for event in events {
+                fill_log_record(&mut self.record, event);
+                prost::encoding::message::encode(LOG_RECORDS, &self.record, &mut self.records);
+            }
+            let resource = Resource {
+                attributes: key_values(&context.resource),
+                ..Resource::default()
+            };
+            let scope_logs_len =
+                prost::encoding::message::encoded_len(SCOPE, &scope) + self.records.len();
+            let resource_logs_len = prost::encoding::message::encoded_len(RESOURCE, &resource)
+                + key_len(SCOPE_LOGS)
+                + encoded_len_varint(scope_logs_len as u64)
+                + scope_logs_len;
+            out.reserve(resource_logs_len + 16);
+            encode_key(RESOURCE_LOGS, WireType::LengthDelimited, &mut out);
+            encode_varint(resource_logs_len as u64, &mut out);
+            prost::encoding::message::encode(RESOURCE, &resource, &mut out);
+            encode_key(SCOPE_LOGS, WireType::LengthDelimited, &mut out);
+            encode_varint(scope_logs_len as u64, &mut out);
+            prost::encoding::message::encode(SCOPE, &scope, &mut out);
+            out.extend_from_slice(&self.records);
+        }
+        // A batch can be large; do not hold its size between batches.
+        if self.records.capacity() > 4 << 20 {
+            self.records = Vec::new();
+        }
+        out
+    }
+}
+
+/// Sets `record` to the log record of `event`, reusing its allocations.
+fn fill_log_record(record: &mut LogRecord, event: &Event) {
+    record.time_unix_nano = event.timestamp.map_or(0, unix_nanos);
+    record.observed_time_unix_nano = unix_nanos(event.observed_at);
+    // Valid UTF-8 goes as a string; anything else as bytes, unchanged, so
+    // the collector receives exactly what was in the file.
+    let body = record.body.get_or_insert_with(AnyValue::default);
+    match (std::str::from_utf8(&event.body), &mut body.value) {
+        (Ok(text), Some(any_value::Value::StringValue(s))) => {
+            s.clear();
+            s.push_str(text);
+        }
+        (Ok(text), value) => *value = Some(any_value::Value::StringValue(text.to_string())),
+        (Err(_), Some(any_value::Value::BytesValue(b))) => {
+            b.clear();
+            b.extend_from_slice(&event.body);
+        }
+        (Err(_), value) => *value = Some(any_value::Value::BytesValue(event.body.to_vec())),
+    }
+    let count = event.attributes.len() + event.context.identity.len() + 1;
+    record.attributes.truncate(count);
+    record.attributes.resize_with(count, KeyValue::default);
+    let mut slots = record.attributes.iter_mut();
+    for (key, value) in event.attributes.iter().chain(event.context.identity.iter()) {
+        set_key_value(slots.next().expect("sized above"), key, value);
+    }
+    let source = slots.next().expect("sized above");
+    set_string(&mut source.key, "tailguard.source");
+    set_string_value(&mut source.value, &event.origin.source);
+    record.trace_id.clear();
+    record.span_id.clear();
+    if let Some(t) = &event.trace {
+        record.trace_id.extend_from_slice(&t.trace_id);
+        record.span_id.extend_from_slice(&t.span_id);
+    }
+}
+
+fn set_string(slot: &mut String, text: &str) {
+    slot.clear();
+    slot.push_str(text);
+}
+
+fn set_string_value(slot: &mut Option<AnyValue>, text: &str) {
+    let any = slot.get_or_insert_with(AnyValue::default);
+    match &mut any.value {
+        Some(any_value::Value::StringValue(s)) => set_string(s, text),
+        other => *other = Some(any_value::Value::StringValue(text.to_string())),
+    }
+}
+
+fn set_key_value(slot: &mut KeyValue, key: &str, value: &Value) {
+    set_string(&mut slot.key, key);
+    match value {
+        Value::String(s) => set_string_value(&mut slot.value, s),
+        other => slot.value = key_value(key, other).value,
+    }
+}
+
+/// Builds one logs export request from the log events of a batch (the
+/// reference [`LogsEncoder`] is held to).
+#[cfg(test)]
 pub fn logs_request<'a>(events: impl Iterator<Item = &'a Event>) -> ExportLogsServiceRequest {
     let groups = by_resource(events.filter(|e| e.as_span().is_none()), log_record);
     ExportLogsServiceRequest {
@@ -126,6 +251,7 @@ pub fn logs_request<'a>(events: impl Iterator<Item = &'a Event>) -> ExportLogsSe
     }
 }
 
+#[cfg(test)]
 fn log_record(event: &Event) -> LogRecord {
     // Valid UTF-8 goes as a string; anything else as bytes, unchanged, so
     // the collector receives exactly what was in the file.
@@ -211,6 +337,38 @@ mod tests {
             first.scope_logs[0].scope.as_ref().unwrap().name,
             "tailguard"
         );
+    }
+
+    #[test]
+    fn the_streaming_encoder_writes_exactly_the_request_bytes() {
+        use prost::Message;
+        let a = context("a");
+        let b = context("b");
+        let mut events = [
+            event(b"first line", &a),
+            event(b"\xffnot utf-8", &b),
+            event(b"third", &a),
+            event(b"", &a),
+        ];
+        events[0]
+            .attributes
+            .insert("log.file.path", "/var/log/x.log");
+        events[0].attributes.insert("tailguard.file.offset", 17i64);
+        events[1].attributes.insert("flag", true);
+        events[2].trace = Some(TraceIds {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+        });
+        events[3].timestamp = Some(UNIX_EPOCH + std::time::Duration::from_secs(5));
+        let mut encoder = LogsEncoder::default();
+        // Twice, in different orders, so reused buffers carry over between
+        // records of different shapes.
+        for _ in 0..2 {
+            let expected = logs_request(events.iter()).encode_to_vec();
+            assert_eq!(encoder.encode(events.iter()), expected);
+            events.reverse();
+        }
+        assert!(encoder.encode(std::iter::empty()).is_empty());
     }
 
     #[test]

@@ -128,6 +128,7 @@ async fn run(
     mut cx: SinkContext,
 ) -> anyhow::Result<()> {
     let mut pending = Pending::new();
+    let mut encoder = encode::LogsEncoder::default();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let batch = &settings.batch;
     let mut input_open = true;
@@ -144,20 +145,27 @@ async fn run(
                 Some(events) => {
                     pending.push(events);
                     while pending.is_full(batch) && in_flight.len() < settings.concurrency {
-                        send(&settings, &client, &mut pending, &mut in_flight, &cx.name);
+                        send(&settings, &client, &mut pending, &mut in_flight, &cx.name, &mut encoder);
                     }
                 }
                 None => input_open = false,
             },
             () = sleep_until(flush_at), if slot_free && flush_at.is_some() => {
-                send(&settings, &client, &mut pending, &mut in_flight, &cx.name);
+                send(&settings, &client, &mut pending, &mut in_flight, &cx.name, &mut encoder);
             }
         }
         if !input_open {
             // Drain: everything left goes out, within the concurrency limit.
             while !pending.events.is_empty() || !in_flight.is_empty() {
                 if !pending.events.is_empty() && in_flight.len() < settings.concurrency {
-                    send(&settings, &client, &mut pending, &mut in_flight, &cx.name);
+                    send(
+                        &settings,
+                        &client,
+                        &mut pending,
+                        &mut in_flight,
+                        &cx.name,
+                        &mut encoder,
+                    );
                 } else if let Some(Err(e)) = in_flight.join_next().await {
                     anyhow::bail!("an export task failed: {e}");
                 }
@@ -183,9 +191,10 @@ fn send(
     pending: &mut Pending,
     in_flight: &mut JoinSet<()>,
     sink: &Arc<str>,
+    encoder: &mut encode::LogsEncoder,
 ) {
     let events = pending.take_batch(&settings.batch);
-    for (payload, acks, records) in split_by_signal(events) {
+    for (payload, acks, records) in split_by_signal(events, encoder) {
         let prepared = client.prepare(payload, records);
         let (settings, client, sink) = (Arc::clone(settings), Arc::clone(client), Arc::clone(sink));
         in_flight.spawn(async move {
@@ -203,23 +212,26 @@ fn send(
 /// Encodes a batch into one request per signal present (logs, spans), each
 /// with the acknowledgements of its events. The events themselves are
 /// released here; only their acknowledgements wait for the collector.
-fn split_by_signal(mut events: Vec<Event>) -> Vec<(Payload, Vec<AckRef>, usize)> {
+fn split_by_signal(
+    mut events: Vec<Event>,
+    encoder: &mut encode::LogsEncoder,
+) -> Vec<(Payload, Vec<AckRef>, usize)> {
     let spans = events.iter().filter(|e| e.as_span().is_some()).count();
     let logs = events.len() - spans;
     let mut out = Vec::with_capacity(2);
     if logs > 0 {
-        let request = encode::logs_request(events.iter());
+        let protobuf = encoder.encode(events.iter());
         let acks = events
             .iter_mut()
             .filter(|e| e.as_span().is_none())
             .filter_map(|e| e.ack.take())
             .collect();
-        out.push((Payload::Logs(request), acks, logs));
+        out.push((Payload::logs(protobuf), acks, logs));
     }
     if spans > 0 {
         let request = encode::traces_request(events.iter());
         let acks = events.iter_mut().filter_map(|e| e.ack.take()).collect();
-        out.push((Payload::Traces(request), acks, spans));
+        out.push((Payload::traces(&request), acks, spans));
     }
     out
 }
@@ -245,6 +257,7 @@ async fn run_with_disk_buffer(
     ));
     let batch = &settings.batch;
     let mut pending = Pending::new();
+    let mut encoder = encode::LogsEncoder::default();
     let label = format!("sinks.{}", cx.name);
     let buffer_gauge = crate::observe::metrics::metrics()
         .buffer_bytes
@@ -269,12 +282,12 @@ async fn run_with_disk_buffer(
         // Store full batches at once; a partial batch once it is due.
         while pending.is_full(batch) || pending.flush_at(batch).is_some_and(|t| t <= Instant::now())
         {
-            store(&mut writer, pending.take_batch(batch), &label).await?;
+            store(&mut writer, pending.take_batch(batch), &label, &mut encoder).await?;
             buffer_gauge.set(i64::try_from(writer.stats().bytes_on_disk).unwrap_or(i64::MAX));
         }
     }
     while !pending.events.is_empty() {
-        store(&mut writer, pending.take_batch(batch), &label).await?;
+        store(&mut writer, pending.take_batch(batch), &label, &mut encoder).await?;
     }
     let left = writer.stats().bytes_on_disk;
     drop(writer);
@@ -289,8 +302,9 @@ async fn store(
     writer: &mut disk_buffer::Writer,
     events: Vec<Event>,
     sink: &str,
+    encoder: &mut encode::LogsEncoder,
 ) -> anyhow::Result<()> {
-    for (payload, acks, records) in split_by_signal(events) {
+    for (payload, acks, records) in split_by_signal(events, encoder) {
         let count = u32::try_from(records).unwrap_or(u32::MAX);
         let stored = writer.append(&payload.to_tagged_bytes(), count).await;
         let status = match stored {

@@ -10,17 +10,17 @@
 use std::io::Write;
 use std::time::Duration;
 
+use bytes::BufMut;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
 
@@ -49,49 +49,63 @@ pub enum Failure {
     Permanent { reason: String },
 }
 
-/// One export request of either signal.
+/// One export request of either signal, as the protobuf bytes of its
+/// `Export*ServiceRequest`: encoded once, then sent as is by every attempt
+/// over either transport, and stored as is by the disk buffer.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Payload {
-    Logs(ExportLogsServiceRequest),
-    Traces(ExportTraceServiceRequest),
+pub struct Payload {
+    pub signal: Signal,
+    pub protobuf: Bytes,
 }
 
 impl Payload {
-    pub fn signal(&self) -> Signal {
-        match self {
-            Payload::Logs(_) => Signal::Logs,
-            Payload::Traces(_) => Signal::Traces,
+    pub fn logs(protobuf: Vec<u8>) -> Self {
+        Payload {
+            signal: Signal::Logs,
+            protobuf: protobuf.into(),
         }
+    }
+
+    pub fn traces(request: &ExportTraceServiceRequest) -> Self {
+        Payload {
+            signal: Signal::Traces,
+            protobuf: request.encode_to_vec().into(),
+        }
+    }
+
+    pub fn signal(&self) -> Signal {
+        self.signal
     }
 
     /// Protobuf bytes behind a one-byte signal tag: the disk buffer's
     /// record format.
     pub fn to_tagged_bytes(&self) -> Vec<u8> {
-        let (tag, mut body) = match self {
-            Payload::Logs(r) => (0u8, r.encode_to_vec()),
-            Payload::Traces(r) => (1u8, r.encode_to_vec()),
+        let tag = match self.signal {
+            Signal::Logs => 0u8,
+            Signal::Traces => 1u8,
         };
-        body.insert(0, tag);
-        body
+        let mut tagged = Vec::with_capacity(self.protobuf.len() + 1);
+        tagged.push(tag);
+        tagged.extend_from_slice(&self.protobuf);
+        tagged
     }
 
+    /// The payload of a disk buffer record, checked to decode as its
+    /// signal's request so a damaged record is reported, not sent.
     pub fn from_tagged_bytes(bytes: &[u8]) -> Result<Self, String> {
-        match bytes.split_first() {
+        let signal = match bytes.split_first() {
             Some((0, body)) => ExportLogsServiceRequest::decode(body)
-                .map(Payload::Logs)
-                .map_err(|e| e.to_string()),
+                .map(|_| Signal::Logs)
+                .map_err(|e| e.to_string())?,
             Some((1, body)) => ExportTraceServiceRequest::decode(body)
-                .map(Payload::Traces)
-                .map_err(|e| e.to_string()),
-            _ => Err("unknown signal tag".into()),
-        }
-    }
-
-    fn encode_to_vec(&self) -> Vec<u8> {
-        match self {
-            Payload::Logs(r) => r.encode_to_vec(),
-            Payload::Traces(r) => r.encode_to_vec(),
-        }
+                .map(|_| Signal::Traces)
+                .map_err(|e| e.to_string())?,
+            _ => return Err("unknown signal tag".into()),
+        };
+        Ok(Payload {
+            signal,
+            protobuf: Bytes::copy_from_slice(&bytes[1..]),
+        })
     }
 }
 
@@ -204,9 +218,10 @@ impl Client {
     /// Encodes a request once for all its attempts.
     pub fn prepare(&self, payload: Payload, records: usize) -> Prepared {
         let http_body = match self {
-            Client::Http { compression, .. } => {
-                Some(Bytes::from(compress(*compression, payload.encode_to_vec())))
-            }
+            Client::Http { compression, .. } => Some(Bytes::from(compress(
+                *compression,
+                payload.protobuf.to_vec(),
+            ))),
             Client::Grpc { .. } => None,
         };
         Prepared {
@@ -270,33 +285,93 @@ impl Client {
                     Compression::Zstd => Some(CompressionEncoding::Zstd),
                     Compression::None => None,
                 };
-                let result = match &prepared.payload {
-                    Payload::Logs(request) => {
-                        let mut client = LogsServiceClient::new(channel)
-                            .max_decoding_message_size(16 * 1024 * 1024);
-                        if let Some(encoding) = encoding {
-                            client = client.send_compressed(encoding).accept_compressed(encoding);
-                        }
-                        client
-                            .export(with_headers(request.clone(), settings))
+                let mut grpc =
+                    tonic::client::Grpc::new(channel).max_decoding_message_size(16 * 1024 * 1024);
+                if let Some(encoding) = encoding {
+                    grpc = grpc.send_compressed(encoding).accept_compressed(encoding);
+                }
+                let request = with_headers(prepared.payload.protobuf.clone(), settings);
+                let result = async {
+                    grpc.ready().await.map_err(|e| {
+                        tonic::Status::unavailable(format!("channel not ready: {e}"))
+                    })?;
+                    match prepared.payload.signal {
+                        Signal::Logs => grpc
+                            .unary(
+                                request,
+                                PathAndQuery::from_static(LOGS_EXPORT),
+                                PreEncoded::<ExportLogsServiceResponse>::default(),
+                            )
                             .await
-                            .map(|r| accepted(r.into_inner()))
-                    }
-                    Payload::Traces(request) => {
-                        let mut client = TraceServiceClient::new(channel)
-                            .max_decoding_message_size(16 * 1024 * 1024);
-                        if let Some(encoding) = encoding {
-                            client = client.send_compressed(encoding).accept_compressed(encoding);
-                        }
-                        client
-                            .export(with_headers(request.clone(), settings))
+                            .map(|r| accepted(r.into_inner())),
+                        Signal::Traces => grpc
+                            .unary(
+                                request,
+                                PathAndQuery::from_static(TRACES_EXPORT),
+                                PreEncoded::<ExportTraceServiceResponse>::default(),
+                            )
                             .await
-                            .map(|r| accepted_traces(r.into_inner()))
+                            .map(|r| accepted_traces(r.into_inner())),
                     }
-                };
+                }
+                .await;
                 result.map_err(|status| classify_grpc(&status))
             }
         }
+    }
+}
+
+const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const TRACES_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A gRPC codec that sends a request already encoded as protobuf bytes (so
+/// retries resend the same bytes instead of re-encoding a deep copy) and
+/// decodes the response `R` with prost, as the generated clients do.
+struct PreEncoded<R>(std::marker::PhantomData<R>);
+
+impl<R> Default for PreEncoded<R> {
+    fn default() -> Self {
+        PreEncoded(std::marker::PhantomData)
+    }
+}
+
+struct BytesEncoder;
+
+struct ProstDecoder<R>(std::marker::PhantomData<R>);
+
+impl<R: Message + Default + Send + 'static> Codec for PreEncoded<R> {
+    type Encode = Bytes;
+    type Decode = R;
+    type Encoder = BytesEncoder;
+    type Decoder = ProstDecoder<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder(std::marker::PhantomData)
+    }
+}
+
+impl Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl<R: Message + Default> Decoder for ProstDecoder<R> {
+    type Item = R;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Self::Error> {
+        R::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("undecodable response: {e}")))
     }
 }
 

@@ -177,11 +177,14 @@ def toml_str(s) -> str:
 
 
 class TailguardAgent:
-    """tailguard run: file (or stdin) source -> [redact] -> otlp (grpc, gzip) [+ file sink]."""
+    """tailguard run: file (or stdin) source -> [redact] -> otlp (http/protobuf, gzip) [+ file sink].
+
+    OTLP/HTTP with gzip, as otelcol's otlphttp exporter sends, so both agents pay for the same
+    protocol and compression."""
 
     kind = "tailguard"
 
-    def __init__(self, tools: Tools, run_dir: Path, input_path: Path | None, otlp_grpc_port: int | None,
+    def __init__(self, tools: Tools, run_dir: Path, input_path: Path | None, otlp_http_port: int | None,
                  detect: bool, file_sink: Path | None = None, stdin=None, read_from="beginning",
                  file_sink_id: str = "seen"):
         self.api_port = free_port()
@@ -201,16 +204,16 @@ class TailguardAgent:
         if detect:
             cfg += ['[transforms.redact]', 'type = "redact"', 'inputs = ["in"]', '']
             upstream = "redact"
-        if otlp_grpc_port is not None:
-            cfg += ['[sinks.out]', 'type = "otlp"', 'inputs = ["%s"]' % upstream, 'protocol = "grpc"',
-                    'endpoint = "http://127.0.0.1:%d"' % otlp_grpc_port, 'compression = "gzip"', '']
+        if otlp_http_port is not None:
+            cfg += ['[sinks.out]', 'type = "otlp"', 'inputs = ["%s"]' % upstream, 'protocol = "http/protobuf"',
+                    'endpoint = "http://127.0.0.1:%d"' % otlp_http_port, 'compression = "gzip"', '']
         if file_sink is not None:
             # file_sink_id "out" (with no OTLP sink) makes the file sink the measured one ('filefile').
             cfg += ['[sinks.%s]' % file_sink_id, 'type = "file"', 'inputs = ["%s"]' % upstream,
                     'path = %s' % toml_str(file_sink), '']
         self.config_path = run_dir / "tailguard.toml"
         self.config_path.write_text("\n".join(cfg))
-        self.sinks = (["sinks.out"] if otlp_grpc_port is not None else []) + (["sinks.%s" % file_sink_id] if file_sink else [])
+        self.sinks = (["sinks.out"] if otlp_http_port is not None else []) + (["sinks.%s" % file_sink_id] if file_sink else [])
         self.metrics_url = "http://127.0.0.1:%d/metrics" % self.api_port
         self.proc = Proc("tailguard", [tools.tailguard, "--config", self.config_path, "run"], run_dir, stdin=stdin)
 

@@ -32,7 +32,7 @@ def ship_once(tools: Tools, variant: str, corpus: Path, manifest: dict, run_dir:
     if variant == "otelcol":
         agent = OtelcolAgent(tools, run_dir, corpus, rotel.http)
     else:
-        agent = TailguardAgent(tools, run_dir, corpus, rotel.grpc, detect=(variant == "tailguard+detect"))
+        agent = TailguardAgent(tools, run_dir, corpus, rotel.http, detect=(variant == "tailguard+detect"))
     n_lines = agent.expected_lines(manifest)
     res["expected_records"] = n_lines
     last_act, t_last, cpu_last, mem_last = None, t0, None, {}
@@ -309,7 +309,7 @@ def steady_run(tools: Tools, corpus: Path, run_dir: Path, rate: float, seconds: 
     live.write_bytes(b"")
     seen_path = run_dir / "seen.jsonl" if ttd_secrets else None
     rotel = Rotel(tools, run_dir)
-    agent = TailguardAgent(tools, run_dir, live, rotel.grpc, detect=detect, file_sink=seen_path)
+    agent = TailguardAgent(tools, run_dir, live, rotel.http, detect=detect, file_sink=seen_path)
     reader = CorpusReader(corpus)
     rng = random.Random(seed)
     fd = os.open(live, os.O_WRONLY | os.O_APPEND)

@@ -101,6 +101,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 pub use config::{FileSourceConfig, MultilineConfig, MultilineMode, ReadFrom};
+/// The line splitter, public for the `pipeline` benchmark only.
+#[doc(hidden)]
+pub use reader::{Line, LineReader, MidLine};
 
 use crate::topology::component::{ComponentTask, SourceContext};
 use checkpoint::Store;

@@ -56,7 +56,7 @@ pub struct Line {
     pub end_mid: MidLine,
 }
 
-pub(crate) struct LineReader {
+pub struct LineReader {
     max: usize,
     /// Next byte to consume.
     offset: u64,
@@ -70,7 +70,7 @@ pub(crate) struct LineReader {
 }
 
 impl LineReader {
-    pub(crate) fn new(offset: u64, mid: MidLine, max_line_bytes: usize) -> Self {
+    pub fn new(offset: u64, mid: MidLine, max_line_bytes: usize) -> Self {
         Self {
             max: max_line_bytes,
             offset,
@@ -119,7 +119,7 @@ impl LineReader {
 
     /// Consumes `data` (the bytes at [`Self::offset`]) and appends every
     /// completed line to `out`.
-    pub(crate) fn feed(&mut self, data: &[u8], out: &mut Vec<Line>) {
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Line>) {
         let mut pos = 0;
         while pos < data.len() {
             match memchr::memchr(b'\n', &data[pos..]) {

@@ -511,10 +511,10 @@ fn exec(args: ExecArgs) -> u8 {
             fingerprint_key: key,
             ..Default::default()
         }) {
-            Ok(detector) => Some(Arc::new(crate::exec::DetectorMasker::new(
-                Arc::new(detector),
-                std::env::vars(),
-            ))),
+            Ok(detector) => Some(Arc::new(
+                crate::exec::DetectorMasker::new(Arc::new(detector), std::env::vars())
+                    .with_mask_list(data_dir.join("mask-fingerprints.json")),
+            )),
             Err(e) => {
                 eprintln!("tailguard exec: masking is off: {e}");
                 None

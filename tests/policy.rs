@@ -244,6 +244,39 @@ fn shell_metacharacters_in_job_context_and_identity_stay_one_argument_each() {
 }
 
 #[test]
+fn a_masked_fingerprint_is_masked_by_the_wrapper_for_the_rest_of_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, _) = recorder(dir.path());
+    let top = format!(
+        "{}\n[policies.mask-leaks]\ndetection = \"secret_leak\"\nidentity = [\"deploy-*\"]\nseverity = \"high\"\nactions = [\"annotate\", \"mask\"]\n",
+        inventory(dir.path(), "deploy-bot", &script, "")
+    );
+    let agent = Agent::start_with(dir.path(), &top, Some(""));
+    let mask_list = dir.path().join("mask-fingerprints.json");
+    // The step prints the secret, waits (30 s at most) until the agent's
+    // mask responder has listed it, and prints it again.
+    let out = github_step(
+        dir.path(),
+        &agent,
+        "acme/widgets",
+        "main",
+        &[],
+        &format!(
+            "echo first {SECRET}; i=0; while [ ! -s '{list}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo second {SECRET}",
+            list = mask_list.display()
+        ),
+    );
+    let printed = stdout(&out);
+    // Only the inventory knows this value, by fingerprint: the wrapper
+    // cannot tell it is a secret until the agent says so.
+    assert!(printed.contains(&format!("first {SECRET}")), "{printed}");
+    assert!(mask_list.exists(), "the mask responder never ran");
+    let second = printed.lines().find(|l| l.starts_with("second ")).unwrap();
+    assert!(!second.contains(SECRET), "{printed}");
+    assert!(second.contains("[REDACTED:"), "{printed}");
+}
+
+#[test]
 fn dry_run_and_require_approval_run_nothing() {
     for (mode, outcome) in [
         ("dry_run = true", "skipped_dry_run"),

@@ -89,6 +89,9 @@ pub struct KnownValues {
     registered: HashSet<Fingerprint>,
     ac: Option<AhoCorasick>,
     fps: HashSet<Fingerprint>,
+    /// Fingerprints known only by their short form (the first 6 bytes, as a
+    /// finding's redaction marker shows them), e.g. from the agent's mask list.
+    short_fps: HashSet<[u8; 6]>,
     fp_lens: Vec<usize>,
     fp_any_len: bool,
     fp_min_len: usize,
@@ -204,6 +207,7 @@ impl KnownValues {
             registered: HashSet::new(),
             ac: None,
             fps: HashSet::new(),
+            short_fps: HashSet::new(),
             fp_lens: Vec::new(),
             fp_any_len: false,
             fp_min_len: 8,
@@ -222,12 +226,12 @@ impl KnownValues {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty() && self.fps.is_empty()
+        self.patterns.is_empty() && self.fps.is_empty() && self.short_fps.is_empty()
     }
 
     /// Number of registered plaintext values and fingerprints.
     pub fn len(&self) -> usize {
-        self.registered.len() + self.fps.len()
+        self.registered.len() + self.fps.len() + self.short_fps.len()
     }
 
     /// Registers one plaintext secret (and its encodings); rebuilds the automaton.
@@ -257,6 +261,33 @@ impl KnownValues {
             }
             _ => self.fp_any_len = true,
         }
+    }
+
+    /// Registers a secret known only by its short fingerprint (the 12 hex
+    /// digits of a redaction marker or a finding's
+    /// `tailguard.finding.fingerprint`): matched like a full fingerprint over
+    /// candidates of any length. 48 bits make a chance match of an unrelated
+    /// candidate negligible (~1 in 2.8e14 per candidate). Returns `false` for
+    /// anything but 12 hex digits.
+    pub fn register_short_fingerprint(&mut self, short_hex: &str) -> bool {
+        let Some(bytes) = short_hex
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .filter(|_| short_hex.len() == super::fingerprint::SHORT_HEX_LEN)
+        else {
+            return false;
+        };
+        let mut prefix = [0u8; 6];
+        prefix.copy_from_slice(&bytes);
+        self.short_fps.insert(prefix);
+        self.fp_any_len = true;
+        true
     }
 
     /// Bounds for fingerprint candidates without a length hint.
@@ -375,7 +406,7 @@ impl KnownValues {
                 self.push(out, r, fp, Method::KnownValue { encoding: enc });
             }
         }
-        if !self.fps.is_empty() {
+        if !self.fps.is_empty() || !self.short_fps.is_empty() {
             self.scan_fingerprints(buf, out, limit);
         }
     }
@@ -390,7 +421,8 @@ impl KnownValues {
             return None;
         }
         let f = self.fp.fingerprint(cand);
-        self.fps.contains(&f).then_some(f)
+        let short: &[u8; 6] = f.as_bytes()[..6].try_into().expect("6 bytes");
+        (self.fps.contains(&f) || self.short_fps.contains(short)).then_some(f)
     }
 
     fn scan_fingerprints(&self, buf: &[u8], out: &mut Vec<Finding>, limit: usize) {

@@ -252,6 +252,12 @@ fn known_fingerprints_without_plaintext() {
     kv.register_fingerprint(d.fingerprint(secret), Some(secret.len()));
     let mut kv_nolen = d.new_known_values();
     kv_nolen.register_fingerprint(d.fingerprint(secret), None);
+    // As the agent's mask list names it: the 12-hex short form only.
+    let mut kv_short = d.new_known_values();
+    assert!(!kv_short.register_short_fingerprint("not hex at all"));
+    assert!(!kv_short.register_short_fingerprint(&d.fingerprint(secret).full_hex()));
+    assert!(kv_short.is_empty());
+    assert!(kv_short.register_short_fingerprint(&d.fingerprint(secret).short()));
     let b64 = base64::engine::general_purpose::STANDARD;
     let lines = [
         b"export TOKEN=Zq8rT4lM0pXc2VbNk7Wd".to_vec(),
@@ -264,7 +270,7 @@ fn known_fingerprints_without_plaintext() {
         format!("v={}", b64.encode(b"Zq8rT4lM0pXc2VbNk7Wd")).into_bytes(),
         b"{\"t\":\"Zq8rT4lM0pXc2VbNk7Wd\"}".to_vec(),
     ];
-    for kv in [&kv, &kv_nolen] {
+    for kv in [&kv, &kv_nolen, &kv_short] {
         for l in &lines {
             let mut out = Vec::new();
             d.scan_with(l, Some(kv), &mut out);

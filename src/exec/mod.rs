@@ -596,6 +596,60 @@ pub fn reraise(signal: i32) -> ! {
 pub struct DetectorMasker {
     detector: Arc<crate::detect::Detector>,
     known: std::sync::Mutex<crate::detect::KnownValues>,
+    mask_list: Option<std::sync::Mutex<MaskList>>,
+}
+
+/// The agent's `mask` responder writes the fingerprints of secrets to mask
+/// for the rest of the job into `data_dir/mask-fingerprints.json` (by atomic
+/// rename). The wrapper looks for a new version of that file before each
+/// line, so a secret found by the agent (say, one only the inventory knows by
+/// fingerprint) is masked from the next line the step prints.
+struct MaskList {
+    path: PathBuf,
+    /// (inode, length, modification time) of the version last read.
+    seen: Option<(u64, u64, std::time::SystemTime)>,
+}
+
+#[derive(serde::Deserialize)]
+struct MaskFile {
+    fingerprints: Vec<String>,
+}
+
+impl MaskList {
+    /// Registers the fingerprints of a new version of the file, if any.
+    fn refresh(&mut self, known: &mut crate::detect::KnownValues) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(&self.path) else {
+            return;
+        };
+        let version = (
+            meta.ino(),
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        );
+        if self.seen == Some(version) {
+            return;
+        }
+        self.seen = Some(version);
+        let Ok(file) = std::fs::read(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<MaskFile>(&b).map_err(|e| e.to_string()))
+            .inspect_err(|e| {
+                eprintln!("tailguard exec: ignoring {}: {e}", self.path.display());
+            })
+        else {
+            return;
+        };
+        // Findings name secrets by short fingerprint; inventories by full.
+        for hex in &file.fingerprints {
+            match crate::detect::Fingerprint::from_hex(hex) {
+                Some(fingerprint) => known.register_fingerprint(fingerprint, None),
+                None => {
+                    known.register_short_fingerprint(hex);
+                }
+            }
+        }
+    }
 }
 
 /// Environment variable names whose values are treated as secrets.
@@ -626,13 +680,28 @@ impl DetectorMasker {
         Self {
             detector,
             known: std::sync::Mutex::new(known),
+            mask_list: None,
         }
+    }
+
+    /// Also masks every secret whose fingerprint the agent's `mask`
+    /// responder lists in `path` (`data_dir/mask-fingerprints.json`).
+    pub fn with_mask_list(mut self, path: PathBuf) -> Self {
+        let mut list = MaskList { path, seen: None };
+        list.refresh(self.known.get_mut().unwrap_or_else(|p| p.into_inner()));
+        self.mask_list = Some(std::sync::Mutex::new(list));
+        self
     }
 }
 
 impl Masker for DetectorMasker {
     fn mask<'a>(&self, text: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = &self.mask_list {
+            list.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .refresh(&mut known);
+        }
         // `::add-mask::VALUE` (GitHub's workflow command, also honoured
         // elsewhere): the value is secret from now on, this line included.
         if let Some(at) = memchr::memmem::find(text, b"::add-mask::") {

@@ -276,6 +276,42 @@ fn a_masked_fingerprint_is_masked_by_the_wrapper_for_the_rest_of_the_job() {
     assert!(second.contains("[REDACTED:"), "{printed}");
 }
 
+/// A JWT (unsigned, fake) whose `exp` is `expires_in` seconds from now.
+fn jwt_expiring_in(expires_in: i64) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    format!(
+        "{}.{}.{}",
+        b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64.encode(format!(r#"{{"sub":"deploy-bot","iat":{now},"exp":{}}}"#, now + expires_in)),
+        "Qm9vX3NpZ25hdHVyZV9ub3RfcmVhbF8xMjM0NTY3ODkw"
+    )
+}
+
+#[test]
+fn a_jwt_valid_for_years_is_a_long_lived_credential_and_one_valid_for_an_hour_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = "[policies.lifetime]\ndetection = \"long_lived_credential\"\nmin_confidence = \"low\"\nseverity = \"medium\"\n";
+    let agent = Agent::start_with(dir.path(), top, Some(""));
+    let script = format!(
+        "echo \"Authorization: Bearer {}\"; echo \"Authorization: Bearer {}\"",
+        jwt_expiring_in(3600),
+        jwt_expiring_in(5 * 365 * 86400)
+    );
+    github_step(dir.path(), &agent, "acme/widgets", "main", &[], &script);
+    let alerts = spans_after_steps(&agent, 1, "ALERT long_lived_credential");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let reason = alerts[0]["attributes"]["tailguard.alert.reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("expires in 182"), "{}", alerts[0]);
+}
+
 #[test]
 fn dry_run_and_require_approval_run_nothing() {
     for (mode, outcome) in [

@@ -256,6 +256,41 @@ pub fn method_name(method: &Method) -> String {
     }
 }
 
+/// The `exp` and `iat` claims (seconds since the epoch) of a JWT.
+#[derive(Debug, PartialEq)]
+struct JwtTimes {
+    exp: Option<i64>,
+    iat: Option<i64>,
+}
+
+/// Reads the lifetime claims from a JWT's payload (its second,
+/// base64url-encoded segment). `None` when it is not a decodable JWT.
+fn jwt_times(token: &[u8]) -> Option<JwtTimes> {
+    use base64::Engine as _;
+    let payload = token.split(|&b| b == b'.').nth(1)?;
+    let payload = payload
+        .strip_suffix(b"==")
+        .or_else(|| payload.strip_suffix(b"="))
+        .unwrap_or(payload);
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Claims {
+        exp: Option<serde_json::Number>,
+        iat: Option<serde_json::Number>,
+    }
+    let claims: Claims = serde_json::from_slice(&json).ok()?;
+    // NumericDate may be fractional (RFC 7519, section 2); whole seconds do.
+    let seconds = |n: Option<serde_json::Number>| {
+        n.and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
+    };
+    Some(JwtTimes {
+        exp: seconds(claims.exp),
+        iat: seconds(claims.iat),
+    })
+}
+
 /// The span describing one finding in `line`.
 fn finding_span(line: &Event, finding: &Finding) -> Event {
     let now = SystemTime::now();
@@ -282,6 +317,18 @@ fn finding_span(line: &Event, finding: &Finding) -> Event {
     a.insert("tailguard.finding.column", finding.range.start as i64);
     if let Some(valid) = finding.checksum_valid {
         a.insert("tailguard.finding.checksum_valid", valid);
+    }
+    if finding.family.as_ref() == "jwt"
+        && let Some(claims) = line.body.get(finding.range.clone()).and_then(jwt_times)
+    {
+        // Lifetime only, for the long-lived credential detection (NHI7);
+        // no other claim leaves the token.
+        if let Some(exp) = claims.exp {
+            a.insert("tailguard.finding.jwt.exp", exp);
+        }
+        if let Some(iat) = claims.iat {
+            a.insert("tailguard.finding.jwt.iat", iat);
+        }
     }
     for key in [
         "log.file.path",
@@ -369,6 +416,56 @@ mod tests {
             redacted.contains(&fp),
             "the marker carries the same fingerprint"
         );
+    }
+
+    /// An unsigned-looking JWT with the given payload JSON.
+    fn jwt(payload: &str) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.{}",
+            b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            b64.encode(payload),
+            "Qm9vX3NpZ25hdHVyZV9ub3RfcmVhbF8xMjM0NTY3ODkw"
+        )
+    }
+
+    #[test]
+    fn jwt_lifetime_claims_are_read_and_nothing_else() {
+        let t = jwt(r#"{"sub":"deploy-bot","iat":1700000000,"exp":2000000000.5}"#);
+        assert_eq!(
+            jwt_times(t.as_bytes()),
+            Some(JwtTimes {
+                exp: Some(2_000_000_000),
+                iat: Some(1_700_000_000)
+            })
+        );
+        assert_eq!(
+            jwt_times(jwt(r#"{"sub":"x"}"#).as_bytes()),
+            Some(JwtTimes {
+                exp: None,
+                iat: None
+            })
+        );
+        assert_eq!(jwt_times(b"eyJhbGciOi.not base64!.x"), None);
+        assert_eq!(jwt_times(b"no dots"), None);
+
+        let mut r = redactor();
+        let mut batch = vec![line(&format!("Authorization: Bearer {t}"))];
+        r.process(&mut batch);
+        let finding = batch
+            .iter()
+            .find(|e| e.attributes.get("tailguard.finding.jwt.exp").is_some())
+            .expect("a JWT finding with its expiry");
+        assert_eq!(
+            finding
+                .attributes
+                .get("tailguard.finding.jwt.exp")
+                .unwrap()
+                .to_string(),
+            "2000000000"
+        );
+        assert!(finding.attributes.get("sub").is_none());
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Job {
     pub environment: Option<String>,
     pub pipeline: Option<String>,
     pub host: Option<String>,
+    /// The run (pipeline run and task run ids), to count uses per run.
+    pub run: Option<String>,
 }
 
 impl Job {
@@ -71,6 +73,17 @@ impl Job {
                 .or_else(|| resource("deployment.environment.name")),
             pipeline: get("cicd.pipeline.name"),
             host: resource("host.name").or_else(|| resource("cicd.worker.name")),
+            run: match (
+                get("cicd.pipeline.run.id"),
+                get("cicd.pipeline.task.run.id"),
+            ) {
+                (None, None) => None,
+                (run, task) => Some(format!(
+                    "{}/{}",
+                    run.unwrap_or_default(),
+                    task.unwrap_or_default()
+                )),
+            },
         }
     }
 
@@ -268,10 +281,13 @@ pub struct Detector {
     inventory: Arc<Inventory>,
     pub store: Store,
     learning_period: Option<Duration>,
+    rate_spike: RateSpike,
     long_lived_rules: Vec<GlobMatcher>,
     max_token_lifetime: Duration,
     /// (identity, job) pairs already checked for context and drift.
     checked: HashSet<String>,
+    /// (identity, run) pairs already counted for the usage rate.
+    counted_runs: HashSet<String>,
     /// The last job context checked, so the lines of one job cost one
     /// pointer comparison.
     last_context: std::sync::Weak<Context>,
@@ -279,11 +295,20 @@ pub struct Detector {
 
 const MAX_CHECKED: usize = 10_000;
 
+/// When an identity's job runs in one hour are a spike: more than `factor`
+/// times its mean runs per hour, and more than `min_runs`.
+#[derive(Clone, Copy, Debug)]
+pub struct RateSpike {
+    pub factor: f64,
+    pub min_runs: u32,
+}
+
 impl Detector {
     pub fn new(
         inventory: Arc<Inventory>,
         store: Store,
         learning_period: Option<Duration>,
+        rate_spike: RateSpike,
         long_lived_rules: Vec<String>,
         max_token_lifetime: Duration,
     ) -> Self {
@@ -291,6 +316,8 @@ impl Detector {
             inventory,
             store,
             learning_period,
+            rate_spike,
+            counted_runs: HashSet::new(),
             long_lived_rules: glob_matcher(&long_lived_rules).unwrap_or_default(),
             max_token_lifetime,
             checked: HashSet::new(),
@@ -449,6 +476,53 @@ impl Detector {
         }
     }
 
+    /// Baseline drift by rate: counts each job run that uses an identity,
+    /// and alerts when an hour's runs are well above its usual rate.
+    fn rate_check(
+        &mut self,
+        identity: &Arc<Identity>,
+        job: &Job,
+        with: &dyn Fn(DetectionKind, String) -> Detection,
+        out: &mut Vec<Detection>,
+    ) {
+        let Some(period) = self.learning_period else {
+            return;
+        };
+        let Some(run) = &job.run else {
+            return;
+        };
+        let key = format!("{}\u{1e}{run}", identity.id);
+        if self.counted_runs.contains(&key) {
+            return;
+        }
+        if self.counted_runs.len() >= MAX_CHECKED {
+            self.counted_runs.clear();
+        }
+        self.counted_runs.insert(key);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let learned = now >= self.store.state.created.saturating_add(period.as_secs());
+        let spike = self.rate_spike;
+        if let Some((runs, mean)) =
+            self.store
+                .count_run(&identity.id, now, spike.factor, spike.min_runs, learned)
+        {
+            let mut d = with(
+                DetectionKind::BaselineDrift,
+                format!(
+                    "identity {} used by {runs} job runs this hour, against {mean:.1} per hour before",
+                    identity.id
+                ),
+            );
+            d.attributes.insert("tailguard.alert.drift", "rate_spike");
+            d.attributes
+                .insert("tailguard.alert.runs_this_hour", i64::from(runs));
+            out.push(d);
+        }
+    }
+
     fn context_checks(
         &mut self,
         identity: &Arc<Identity>,
@@ -456,6 +530,7 @@ impl Detector {
         with: &dyn Fn(DetectionKind, String) -> Detection,
         out: &mut Vec<Detection>,
     ) {
+        self.rate_check(identity, job, with, out);
         let key = format!("{}\u{1e}{}", identity.id, job.key());
         if self.checked.contains(&key) {
             return;
@@ -533,13 +608,15 @@ impl Detector {
                 .as_secs();
             let learning_ends = self.store.state.created.saturating_add(period.as_secs());
             if new && now >= learning_ends {
-                out.push(with(
+                let mut d = with(
                     DetectionKind::BaselineDrift,
                     format!(
                         "identity {} used in a context not seen during its learning period",
                         identity.id
                     ),
-                ));
+                );
+                d.attributes.insert("tailguard.alert.drift", "new_context");
+                out.push(d);
             }
         }
     }

@@ -56,12 +56,23 @@ pub struct PolicyTransformConfig {
     /// alert. Off when absent.
     #[schemars(with = "Option<String>")]
     pub learning_period: Option<HumanDuration>,
+    /// Baseline drift by rate (with `learning_period`): an identity used by
+    /// more job runs in one hour than `factor` times its mean per hour, and
+    /// more than `min_runs` (default `{ factor = 3.0, min_runs = 10 }`).
+    pub rate_spike: Option<RateSpikeConfig>,
     /// Rule ids whose secrets are long-lived by nature (default `["github-pat"]`).
     pub long_lived_rules: Option<Vec<String>>,
     /// A JWT finding carrying `tailguard.finding.jwt.exp` further out than
     /// this is long-lived (default "30d").
     #[schemars(with = "Option<String>")]
     pub max_token_lifetime: Option<HumanDuration>,
+}
+
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpikeConfig {
+    pub factor: Option<f64>,
+    pub min_runs: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -171,6 +182,18 @@ impl Engine {
             Arc::clone(&globals.inventory),
             state::Store::open(&dir),
             config.learning_period.map(|d| d.0),
+            detections::RateSpike {
+                factor: config
+                    .rate_spike
+                    .as_ref()
+                    .and_then(|r| r.factor)
+                    .unwrap_or(3.0),
+                min_runs: config
+                    .rate_spike
+                    .as_ref()
+                    .and_then(|r| r.min_runs)
+                    .unwrap_or(10),
+            },
             config
                 .long_lived_rules
                 .clone()
@@ -452,6 +475,61 @@ mod tests {
                 .count();
         }
         assert_eq!(drift, 2, "one per new (identity, context) pair");
+    }
+
+    #[tokio::test]
+    async fn many_more_job_runs_than_usual_are_a_rate_spike() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity: crate::identity::inventory::IdentityConfig =
+            toml::from_str("kind = \"bot_token\"\nowner = { team = \"platform\" }").unwrap();
+        let globals = Globals {
+            data_dir: dir.path().to_path_buf(),
+            inventory: Arc::new(crate::identity::inventory::Inventory::new([(
+                "deploy-bot".to_string(),
+                identity,
+            )])),
+            ..Globals::default()
+        };
+        let config: PolicyTransformConfig =
+            toml::from_str("learning_period = \"0s\"\nrate_spike = { min_runs = 3 }").unwrap();
+        let mut engine = Engine::new(&config, "policy", &globals).unwrap();
+        let run = |id: &str| {
+            let mut context = crate::event::Context::default();
+            context.identity.insert("nhi.identity.id", "deploy-bot");
+            context
+                .identity
+                .insert("vcs.repository.url.full", "https://github.com/acme/widgets");
+            context
+                .identity
+                .insert("cicd.pipeline.run.id", id.to_string());
+            Arc::new(context)
+        };
+        let mut spikes = Vec::new();
+        // Run 2 is seen twice (two steps of one run): it counts once.
+        for id in ["1", "2", "2", "3", "4", "5"] {
+            let mut batch = vec![Event::new(&b"line"[..], Origin::default(), run(id))];
+            engine.process(&mut batch).await;
+            for (name, attributes) in spans(&batch) {
+                if name == "ALERT baseline_drift"
+                    && attributes
+                        .get("tailguard.alert.drift")
+                        .map(|v| v.to_string())
+                        == Some("rate_spike".into())
+                {
+                    spikes.push((id, attributes));
+                }
+            }
+        }
+        assert_eq!(spikes.len(), 1, "{spikes:?}");
+        assert_eq!(spikes[0].0, "4", "the fourth distinct run is above 3");
+        assert_eq!(
+            spikes[0]
+                .1
+                .get("tailguard.alert.runs_this_hour")
+                .unwrap()
+                .to_string(),
+            "4"
+        );
     }
 
     fn misuse(attrs: &[(&'static str, &str)]) -> Event {

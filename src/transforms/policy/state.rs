@@ -44,6 +44,51 @@ pub struct State {
     /// (identity, context) key -> last seen.
     #[serde(default)]
     pub pairs: BTreeMap<String, u64>,
+    /// identity -> job runs per hour, for the usage-rate baseline.
+    #[serde(default)]
+    pub usage: BTreeMap<String, Usage>,
+}
+
+/// How often an identity is used: job runs in the current hour and a moving
+/// mean of runs per hour before it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct Usage {
+    /// The current hour (hours since the epoch) and its runs so far.
+    pub hour: u64,
+    pub runs: u32,
+    /// Exponentially weighted mean of runs per hour over past hours (about
+    /// the last day: each hour weighs 1/24).
+    pub mean: f64,
+    /// The hour a spike was last reported (one alert per hour at most).
+    pub alerted_hour: u64,
+}
+
+/// Weight of one hour in [`Usage::mean`].
+const HOUR_WEIGHT: f64 = 1.0 / 24.0;
+
+impl Usage {
+    /// Counts one run at `now` (seconds); returns the runs of this hour when
+    /// they exceed `factor` times the mean and `min_runs`, once per hour.
+    pub fn count_run(&mut self, now: u64, factor: f64, min_runs: u32, report: bool) -> Option<u32> {
+        let hour = now / 3600;
+        if hour != self.hour {
+            if self.hour != 0 && hour > self.hour {
+                // Fold the finished hour, then the idle hours after it.
+                self.mean += HOUR_WEIGHT * (f64::from(self.runs) - self.mean);
+                let idle = (hour - self.hour - 1).min(24 * 30) as i32;
+                self.mean *= (1.0 - HOUR_WEIGHT).powi(idle);
+            }
+            self.hour = hour;
+            self.runs = 0;
+        }
+        self.runs = self.runs.saturating_add(1);
+        let threshold = (factor * self.mean).max(f64::from(min_runs));
+        if report && f64::from(self.runs) > threshold && self.alerted_hour != hour {
+            self.alerted_hour = hour;
+            return Some(self.runs);
+        }
+        None
+    }
 }
 
 impl Default for State {
@@ -53,6 +98,7 @@ impl Default for State {
             created: now(),
             fingerprints: BTreeMap::new(),
             pairs: BTreeMap::new(),
+            usage: BTreeMap::new(),
         }
     }
 }
@@ -145,6 +191,25 @@ impl Store {
     }
 
     /// Records an (identity, context) pair; true when it was never seen.
+    /// Counts a job run using `identity` (see [`Usage::count_run`]).
+    pub fn count_run(
+        &mut self,
+        identity: &str,
+        now: u64,
+        factor: f64,
+        min_runs: u32,
+        report: bool,
+    ) -> Option<(u32, f64)> {
+        if !self.state.usage.contains_key(identity) && self.state.usage.len() >= MAX_ENTRIES {
+            return None;
+        }
+        let usage = self.state.usage.entry(identity.to_string()).or_default();
+        let mean = usage.mean;
+        let spike = usage.count_run(now, factor, min_runs, report);
+        self.dirty = true;
+        spike.map(|runs| (runs, mean))
+    }
+
     pub fn see_pair(&mut self, key: &str) -> bool {
         let new = !self.state.pairs.contains_key(key);
         if new
@@ -211,6 +276,38 @@ pub fn write_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_spike_is_reported_once_per_hour_against_the_learned_mean() {
+        let mut usage = Usage::default();
+        let hour = 3600;
+        let start = 20_000 * hour;
+        // Two days of two runs an hour: the mean settles near 2.
+        for h in 0..48 {
+            for _ in 0..2 {
+                assert_eq!(usage.count_run(start + h * hour, 3.0, 5, true), None);
+            }
+        }
+        assert!((usage.mean - 2.0).abs() < 0.3, "{}", usage.mean);
+        // The next hour: up to 3 x mean (5 to 6 runs) is normal ...
+        let next = start + 48 * hour;
+        let reported: Vec<Option<u32>> = (0..9)
+            .map(|_| usage.count_run(next, 3.0, 5, true))
+            .collect();
+        let first = reported.iter().position(Option::is_some).expect("a spike");
+        assert!((5..=6).contains(&first), "{reported:?}");
+        // ... and the spike is reported once in that hour.
+        assert_eq!(reported.iter().flatten().count(), 1, "{reported:?}");
+        // While learning (report = false) nothing is reported, but runs count.
+        let mut learning = Usage::default();
+        for _ in 0..20 {
+            assert_eq!(learning.count_run(start, 3.0, 5, false), None);
+        }
+        assert_eq!(learning.runs, 20);
+        // A quiet week decays the mean towards zero.
+        usage.count_run(next + 7 * 24 * hour, 3.0, 5, true);
+        assert!(usage.mean < 0.1, "{}", usage.mean);
+    }
 
     #[test]
     fn a_second_repository_is_a_spread_and_state_survives_reopen() {

@@ -287,7 +287,10 @@ fn jwt_expiring_in(expires_in: i64) -> String {
     format!(
         "{}.{}.{}",
         b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
-        b64.encode(format!(r#"{{"sub":"deploy-bot","iat":{now},"exp":{}}}"#, now + expires_in)),
+        b64.encode(format!(
+            r#"{{"sub":"deploy-bot","iat":{now},"exp":{}}}"#,
+            now + expires_in
+        )),
         "Qm9vX3NpZ25hdHVyZV9ub3RfcmVhbF8xMjM0NTY3ODkw"
     )
 }

@@ -84,6 +84,17 @@ pub fn scan_reader(
         let block = &buf[..cut];
         findings.clear();
         detector.scan(block, &mut findings);
+        // Line numbers need the newlines' positions only when something was
+        // found; otherwise counting them is enough.
+        if findings.is_empty() {
+            line_number += memchr::memchr_iter(b'\n', block).count() as u64;
+            buf.copy_within(cut..end, 0);
+            filled = end - cut;
+            if at_eof && filled == 0 {
+                break;
+            }
+            continue;
+        }
         let newlines: Vec<usize> = memchr::memchr_iter(b'\n', block).collect();
         for finding in findings.drain(..) {
             let before = newlines.partition_point(|nl| *nl < finding.range.start);

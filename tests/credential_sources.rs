@@ -370,3 +370,132 @@ fn auth_log_reports_exactly_the_interactive_runner_account_sessions() {
     assert_eq!(attr(&e[4], "tailguard.auth.actor"), "alice");
     assert!(attr(&e[0], "log.record.original").contains("Accepted publickey for runner"));
 }
+
+/// A journal file holding `entries` (`(pid, identifier, message)`, one
+/// second apart from `start`), written by systemd-journal-remote from the
+/// journal export format: a real journal, read by the real journalctl.
+fn journal_file(path: &Path, start_secs: u64, entries: &[(u32, &str, &str)]) {
+    let mut export = String::new();
+    for (i, (pid, identifier, message)) in entries.iter().enumerate() {
+        let micros = (start_secs + i as u64) * 1_000_000;
+        export.push_str(&format!(
+            "__REALTIME_TIMESTAMP={micros}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=ci-runner-7\nSYSLOG_IDENTIFIER={identifier}\n_COMM={identifier}\n_PID={pid}\nMESSAGE={message}\n\n",
+            // One boot: journalctl orders its entries by monotonic time.
+            micros - 1_700_000_000_000_000
+        ));
+    }
+    let mut remote = Command::new("/lib/systemd/systemd-journal-remote")
+        .arg("-o")
+        .arg(path)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "systemd-journal-remote (Debian package systemd-journal-remote; .ci/test installs it)",
+        );
+    remote
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(export.as_bytes())
+        .unwrap();
+    assert!(remote.wait().unwrap().success());
+}
+
+#[test]
+fn auth_sessions_are_read_from_the_journal_and_resume_after_the_recorded_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("journal/first.journal");
+    std::fs::create_dir_all(first.parent().unwrap()).unwrap();
+    journal_file(
+        &first,
+        1_763_800_000,
+        &[
+            (
+                4242,
+                "sshd",
+                "Accepted publickey for runner from 203.0.113.9 port 51234 ssh2: ED25519 SHA256:abc",
+            ),
+            (
+                4243,
+                "sshd",
+                "Accepted publickey for alice from 203.0.113.10 port 51235 ssh2: ED25519 SHA256:def",
+            ),
+            (
+                4300,
+                "sudo",
+                "  alice : TTY=pts/0 ; PWD=/home/alice ; USER=runner ; COMMAND=/bin/bash",
+            ),
+            (
+                4301,
+                "cron",
+                "pam_unix(cron:session): session opened for user runner",
+            ),
+        ],
+    );
+    let out = dir.path().join("out.jsonl");
+    let state = dir.path().join("state");
+    let config = |files: &[&Path]| {
+        let files: Vec<String> = files
+            .iter()
+            .map(|f| format!("\"{}\"", f.display()))
+            .collect();
+        write(
+            &dir.path().join("t.toml"),
+            &format!(
+                "[sources.auth]\ntype = \"auth_log\"\njournal = {{ files = [{}] }}\n{}",
+                files.join(", "),
+                file_sink("auth", &out)
+            ),
+        )
+    };
+    let mut child = spawn_run(&state, &config(&[&first]));
+    wait_for("the journal's two sessions", || events(&out).len() >= 2);
+    // SIGTERM: the source records the cursor of what has settled.
+    signal(&child, "TERM");
+    let _ = child.wait();
+    assert!(state.join("journal/auth.cursor").exists());
+
+    // A second journal with a later session; a restart must report only it.
+    let second = dir.path().join("journal/second.journal");
+    journal_file(
+        &second,
+        1_763_800_100,
+        &[(
+            5000,
+            "sshd",
+            "Accepted password for jenkins from 198.51.100.4 port 40000 ssh2",
+        )],
+    );
+    let mut child = spawn_run(&state, &config(&[&first, &second]));
+    wait_for("the later session", || {
+        events(&out)
+            .iter()
+            .any(|e| attr(e, "user.name") == "jenkins")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let got: Vec<(String, String, String)> = events(&out)
+        .iter()
+        .map(|e| {
+            assert_eq!(attr(e, "tailguard.misuse.kind"), "interactive_human_use");
+            (
+                attr(e, "user.name"),
+                attr(e, "tailguard.auth.method"),
+                attr(e, "source.address") + &attr(e, "tailguard.auth.tty"),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = [
+        ("runner", "publickey", "203.0.113.9"),
+        ("runner", "sudo", "pts/0"),
+        ("jenkins", "password", "198.51.100.4"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want, "each session once, across the restart");
+}

@@ -13,8 +13,12 @@
 //! - a console login (`pam_unix(login:session): session opened for user`).
 //!
 //! Other lines are acknowledged and dropped. Session lines of sshd, sudo and
-//! su's PAM modules are not reported again. The journal is not read: point
-//! rsyslog at a file, or use this with a file the journal forwards to.
+//! su's PAM modules are not reported again.
+//!
+//! Hosts without rsyslog have no auth.log: with `journal = {}` the source
+//! reads the systemd journal instead (entries of sshd, sudo, su and login,
+//! through `journalctl`, see [`crate::sources::journal`]) and the files are
+//! not read.
 
 use std::sync::LazyLock;
 
@@ -24,6 +28,7 @@ use serde::Deserialize;
 use crate::ack::DeliveryStatus;
 use crate::event::{Event, EventBatch};
 use crate::sources::file::{self, FileSourceConfig, ReadFrom};
+use crate::sources::journal;
 use crate::topology::component::{ComponentTask, SourceContext};
 
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -43,6 +48,9 @@ pub struct AuthLogConfig {
     #[serde(default = "default_poll_interval")]
     #[schemars(with = "String")]
     pub poll_interval: crate::config::HumanDuration,
+    /// Read the systemd journal instead of the files (`journal = {}` for the
+    /// system journal; `directory` or `files` to read others).
+    pub journal: Option<journal::JournalConfig>,
 }
 
 fn default_paths() -> Vec<String> {
@@ -82,8 +90,65 @@ impl AuthLogConfig {
     }
 }
 
+/// The programs whose journal entries can show an interactive session.
+const JOURNAL_MATCHES: &[&str] = &[
+    "SYSLOG_IDENTIFIER=sshd",
+    "SYSLOG_IDENTIFIER=sshd-session",
+    "SYSLOG_IDENTIFIER=sudo",
+    "SYSLOG_IDENTIFIER=su",
+    "SYSLOG_IDENTIFIER=login",
+];
+
+/// An entry as the line rsyslog would have written for it, so one parser
+/// serves both.
+fn journal_line(entry: &journal::Entry) -> Option<String> {
+    let message = entry.get("MESSAGE")?;
+    let program = entry
+        .get("SYSLOG_IDENTIFIER")
+        .or_else(|| entry.get("_COMM"))?;
+    let host = entry.get("_HOSTNAME").map_or("-", String::as_str);
+    let pid = entry
+        .get("SYSLOG_PID")
+        .or_else(|| entry.get("_PID"))
+        .map(|pid| format!("[{pid}]"))
+        .unwrap_or_default();
+    Some(format!("journal {host} {program}{pid}: {message}"))
+}
+
+fn build_from_journal(
+    config: &AuthLogConfig,
+    journal_config: journal::JournalConfig,
+    mut cx: SourceContext,
+) -> ComponentTask {
+    let users = config.runner_users.clone();
+    let from_end = config.read_from == ReadFrom::End;
+    Box::pin(async move {
+        let matches: Vec<String> = JOURNAL_MATCHES.iter().map(|m| m.to_string()).collect();
+        let origin = crate::event::Origin {
+            source: cx.name.clone(),
+            ..Default::default()
+        };
+        let context = cx.context.clone();
+        journal::follow(&journal_config, &matches, from_end, &mut cx, |entry| {
+            let line = journal_line(entry)?;
+            let session = session(&line, &users)?;
+            let mut event = Event::new(line.into_bytes(), origin.clone(), context.clone());
+            event.timestamp = entry
+                .get("__REALTIME_TIMESTAMP")
+                .and_then(|us| us.parse::<u64>().ok())
+                .map(|us| std::time::UNIX_EPOCH + std::time::Duration::from_micros(us));
+            session.apply(&mut event);
+            Some(event)
+        })
+        .await
+    })
+}
+
 pub fn build(config: &AuthLogConfig, mut cx: SourceContext) -> anyhow::Result<ComponentTask> {
     config.check().map_err(anyhow::Error::msg)?;
+    if let Some(journal_config) = config.journal.clone() {
+        return Ok(build_from_journal(config, journal_config, cx));
+    }
     let (reading, mut rx) = file::build_into_channel(&config.file_config(), &cx)?;
     let users = config.runner_users.clone();
     Ok(Box::pin(async move {
@@ -297,6 +362,33 @@ mod tests {
         assert_eq!(s.port, Some(52144));
         assert!(session("Nov 22 18:00:01 ci-7 sshd[4242]: Accepted password for alice from 203.0.113.9 port 1 ssh2", &users()).is_none());
         assert!(session("2026-11-22T18:00:01.123+00:00 ci-7 sshd[1]: Accepted password for jenkins from ::1 port 22 ssh2", &users()).is_some());
+    }
+
+    #[test]
+    fn journal_entries_read_as_the_lines_rsyslog_writes() {
+        let entry: journal::Entry = [
+            (
+                "MESSAGE",
+                "Accepted publickey for runner from 203.0.113.9 port 51234 ssh2",
+            ),
+            ("SYSLOG_IDENTIFIER", "sshd"),
+            ("_PID", "4242"),
+            ("_HOSTNAME", "ci-runner-7"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let line = journal_line(&entry).unwrap();
+        assert_eq!(
+            line,
+            "journal ci-runner-7 sshd[4242]: Accepted publickey for runner from 203.0.113.9 port 51234 ssh2"
+        );
+        let s = session(&line, &users()).unwrap();
+        assert_eq!(
+            (s.user.as_str(), s.method.as_str()),
+            ("runner", "publickey")
+        );
+        assert!(journal_line(&journal::Entry::new()).is_none());
     }
 
     #[test]

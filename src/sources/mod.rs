@@ -9,6 +9,7 @@ pub mod auth_log;
 pub mod ci_exec;
 pub mod credential_watch;
 pub mod file;
+pub mod journal;
 pub mod runner_logs;
 pub mod stdin;
 

@@ -192,6 +192,55 @@ fn a_leaked_inventory_secret_is_rotated_by_a_real_script_with_an_exact_argument_
 }
 
 #[test]
+fn a_slow_rotation_does_not_hold_up_the_lines_after_the_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    // A rotation that waits (30 s at most) until the test lets it finish.
+    let script = dir.path().join("bin/slow-rotate");
+    let release = dir.path().join("release-rotation");
+    write(
+        &script,
+        &format!(
+            "#!/bin/sh\ni=0\nwhile [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n",
+            release.display()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let top = format!(
+        "{}\n[policies.rotate-leaks]\ndetection = \"secret_leak\"\nidentity = [\"deploy-*\"]\nseverity = \"critical\"\nactions = [\"rotate\"]\n",
+        inventory(dir.path(), "deploy-bot", &script, "")
+    );
+    let agent = Agent::start_with(
+        dir.path(),
+        &top,
+        Some(&format!("allowed_executables = [\"{}\"]", script.display())),
+    );
+    github_step(
+        dir.path(),
+        &agent,
+        "acme/widgets",
+        "main",
+        &[],
+        &format!("echo deploying with {SECRET}; echo after the leak"),
+    );
+    // With actions run inline, this line would wait behind the rotation.
+    wait_for("the line after the leak, while the rotation runs", || {
+        agent.events().iter().any(|e| e["body"] == "after the leak")
+    });
+    span(&agent, "ALERT secret_leak");
+    assert!(
+        !agent
+            .events()
+            .iter()
+            .any(|e| e["span"]["name"] == "ACTION rotate"),
+        "the rotation cannot have finished yet"
+    );
+    std::fs::write(&release, "").unwrap();
+    let action = span(&agent, "ACTION rotate");
+    assert_eq!(action["attributes"]["tailguard.action.outcome"], "done");
+}
+
+#[test]
 fn shell_metacharacters_in_job_context_and_identity_stay_one_argument_each() {
     let dir = tempfile::tempdir().unwrap();
     let (script, args_file) = recorder(dir.path());

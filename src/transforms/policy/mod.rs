@@ -26,6 +26,7 @@ use crate::respond::{Request, ResponderSettings, Responders};
 use crate::topology::component::{ComponentTask, TransformContext};
 use config::{ActionKind, PolicyConfig};
 use detections::{Detection, Detector};
+use tokio::sync::mpsc;
 
 /// The transform's options: how detections are tuned and actions run.
 /// The policies themselves are the top-level `[policies.NAME]` tables.
@@ -117,14 +118,115 @@ pub fn build(
         mut out,
     } = cx;
     let mut engine = Engine::new(config, &name, &globals)?;
-    Ok(Box::pin(async move {
-        while let Some(mut batch) = input.recv().await {
-            engine.process(&mut batch).await;
-            out.send(batch).await?;
+    // Actions run in their own task so a slow webhook or revocation command
+    // (up to its timeout) never holds up the lines behind the alert: the
+    // alert and its `annotate` go out with the batch, the other actions'
+    // spans as they finish.
+    let mut actor = engine.actor.take().expect("a new engine has its actor");
+    let (jobs_tx, mut jobs_rx) = mpsc::channel::<ActionJob>(ACTION_QUEUE);
+    let (done_tx, mut done_rx) = mpsc::channel::<Vec<Event>>(ACTION_QUEUE);
+    let acting = tokio::spawn(async move {
+        while let Some(job) = jobs_rx.recv().await {
+            let spans = actor.run(job).await;
+            if done_tx.send(spans).await.is_err() {
+                break;
+            }
         }
+    });
+    Ok(Box::pin(async move {
+        let mut input_open = true;
+        loop {
+            tokio::select! {
+                received = input.recv(), if input_open => match received {
+                    Some(mut batch) => {
+                        engine.process(&mut batch).await;
+                        out.send(batch).await?;
+                        for job in engine.queued.drain(..) {
+                            if let Err(full) = jobs_tx.try_send(job) {
+                                let job = full.into_inner();
+                                tracing::warn!(transform = %name, actions = job.actions.len(),
+                                    "response actions queue full; this alert's actions were dropped");
+                                crate::observe::metrics::metrics()
+                                    .actions
+                                    .get_or_create(&crate::observe::metrics::outcome(&name, "dropped_queue_full"))
+                                    .inc_by(job.actions.len() as u64);
+                            }
+                        }
+                    }
+                    None => input_open = false,
+                },
+                Some(spans) = done_rx.recv() => out.send(spans).await?,
+            }
+            if !input_open {
+                break;
+            }
+        }
+        // Input ended: let the queued actions finish (each is bounded by its
+        // timeout) and send their spans.
+        drop(jobs_tx);
+        while let Some(spans) = done_rx.recv().await {
+            out.send(spans).await?;
+        }
+        let _ = acting.await;
         engine.detector.store.save();
         Ok(())
     }))
+}
+
+/// Alerts whose actions may wait for the actor task before new ones are
+/// dropped (and counted).
+const ACTION_QUEUE: usize = 1024;
+
+/// The actions one policy asks for one detection, run in graduated order.
+struct ActionJob {
+    policy: usize,
+    alert: Event,
+    detection: Detection,
+    actions: Vec<ActionKind>,
+}
+
+/// Runs response actions; owns the responders' state (dedup, rate limits,
+/// the mask list).
+struct Actor {
+    responders: Responders,
+    policies: Arc<[CompiledPolicy]>,
+}
+
+impl Actor {
+    /// The `ACTION` spans of a job's actions, in order.
+    async fn run(&mut self, job: ActionJob) -> Vec<Event> {
+        let policy = &self.policies[job.policy];
+        let values = job
+            .detection
+            .placeholders(&policy.name, policy.config.severity.as_str());
+        let dedup_key = job.detection.dedup_key();
+        let mut spans = Vec::new();
+        for action in job.actions {
+            let request = Request {
+                action,
+                alert: &job.alert.attributes,
+                values: &values,
+                dedup_key: &dedup_key,
+                identity: job.detection.identity.as_ref(),
+                command: &policy.config.command,
+                notify_url: policy.config.notify_url.as_deref(),
+                dry_run: policy.config.dry_run_for(action),
+                require_approval: policy.config.approval_for(action),
+            };
+            let outcome = self.responders.act(&request).await;
+            let proposal = (outcome == crate::respond::Outcome::AwaitingApproval
+                || outcome == crate::respond::Outcome::SkippedDryRun)
+                .then(|| proposal(action, &policy.config, &job.detection));
+            spans.push(action_span(
+                &job.alert,
+                &job.detection,
+                action,
+                &outcome,
+                proposal,
+            ));
+        }
+        spans
+    }
 }
 
 struct CompiledPolicy {
@@ -136,8 +238,12 @@ struct CompiledPolicy {
 /// Detection, policy matching and response, batch by batch.
 pub struct Engine {
     detector: Detector,
-    policies: Vec<CompiledPolicy>,
-    responders: Responders,
+    policies: Arc<[CompiledPolicy]>,
+    /// Runs actions inline while the engine has it (unit tests); `build`
+    /// moves it to a task of its own.
+    actor: Option<Actor>,
+    /// Actions decided by the last `process`, for the actor task.
+    queued: Vec<ActionJob>,
 }
 
 impl Engine {
@@ -203,10 +309,15 @@ impl Engine {
                 .map_or(Duration::from_secs(30 * 86400), |d| d.0),
         );
         tracing::info!(transform = %name, policies = policies.len(), "policy engine ready");
+        let policies: Arc<[CompiledPolicy]> = policies.into();
         Ok(Self {
             detector,
+            actor: Some(Actor {
+                responders,
+                policies: Arc::clone(&policies),
+            }),
             policies,
-            responders,
+            queued: Vec::new(),
         })
     }
 
@@ -250,33 +361,40 @@ impl Engine {
                 Some(&policy.name),
                 policy.config.severity.as_str(),
             );
-            let mut actions: Vec<ActionKind> = policy.config.actions.clone();
-            if !actions.contains(&ActionKind::Annotate) {
-                actions.insert(0, ActionKind::Annotate);
-            }
-            let values = detection.placeholders(&policy.name, policy.config.severity.as_str());
-            let dedup_key = detection.dedup_key();
-            let mut spans = Vec::new();
-            for action in actions {
-                let request = Request {
-                    action,
-                    alert: &alert.attributes,
-                    values: &values,
-                    dedup_key: &dedup_key,
-                    identity: detection.identity.as_ref(),
-                    command: &policy.config.command,
-                    notify_url: policy.config.notify_url.as_deref(),
-                    dry_run: policy.config.dry_run_for(action),
-                    require_approval: policy.config.approval_for(action),
-                };
-                let outcome = self.responders.act(&request).await;
-                let proposal = (outcome == crate::respond::Outcome::AwaitingApproval
-                    || outcome == crate::respond::Outcome::SkippedDryRun)
-                    .then(|| proposal(action, &policy.config, detection));
-                spans.push(action_span(&alert, detection, action, &outcome, proposal));
-            }
+            // `annotate` (the alert itself) is always done at once; the
+            // others are graduated steps for the actor.
+            let annotate = action_span(
+                &alert,
+                detection,
+                ActionKind::Annotate,
+                &crate::respond::Outcome::Done,
+                None,
+            );
+            let actions: Vec<ActionKind> = policy
+                .config
+                .actions
+                .iter()
+                .copied()
+                .filter(|a| *a != ActionKind::Annotate)
+                .collect();
+            let job = ActionJob {
+                policy: i,
+                alert: alert.clone(),
+                detection: detection.clone(),
+                actions,
+            };
             batch.push(alert);
-            batch.extend(spans);
+            batch.push(annotate);
+            if job.actions.is_empty() {
+                continue;
+            }
+            match &mut self.actor {
+                Some(actor) => {
+                    let spans = actor.run(job).await;
+                    batch.extend(spans);
+                }
+                None => self.queued.push(job),
+            }
         }
     }
 }

@@ -406,10 +406,11 @@ impl Detector {
         {
             return;
         }
-        let mut locs = rule.regex.capture_locations();
+        let regex = rule.regex.get();
+        let mut locs = regex.capture_locations();
         let mut at = 0;
         while at <= line.len() && out.len() < limit {
-            let Some(m) = rule.regex.captures_read_at(&mut locs, line, at) else {
+            let Some(m) = regex.captures_read_at(&mut locs, line, at) else {
                 break;
             };
             at = if m.end() > m.start() {

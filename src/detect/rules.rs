@@ -108,9 +108,37 @@ pub struct Rule {
     pub min_entropy: Option<f64>,
     pub ci_filter: bool,
     pub generic: bool,
-    pub(crate) regex: Regex,
+    pub(crate) regex: LazyRegex,
     pub(crate) secret_group: Option<usize>,
     pub spec: RuleSpec,
+}
+
+/// A rule's regex, compiled the first time a line holds one of its keywords.
+///
+/// Most of the 431 built-in rules never see their keywords on a given
+/// runner, and the compiled set took about 23 MiB, which was most of the
+/// agent's memory with detection on. Every regex is still compiled once when
+/// rules load (one at a time, then dropped), so a bad rule fails there, with
+/// its id, and never on the data path.
+pub(crate) struct LazyRegex {
+    pattern: String,
+    compiled: std::sync::OnceLock<Regex>,
+}
+
+impl LazyRegex {
+    pub(crate) fn get(&self) -> &Regex {
+        self.compiled.get_or_init(|| {
+            build_regex(&self.pattern).expect("the same pattern compiled when the rule loaded")
+        })
+    }
+}
+
+fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT)
+        .build()
 }
 
 impl fmt::Debug for Rule {
@@ -164,16 +192,12 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, DetectError> {
     if spec.regex.is_empty() {
         return Err(bad(spec, "regex", "must not be empty"));
     }
-    let regex = RegexBuilder::new(&spec.regex)
-        .unicode(false)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(DFA_SIZE_LIMIT)
-        .build()
-        .map_err(|e| bad(spec, "regex", e.to_string()))?;
+    let regex = build_regex(&spec.regex).map_err(|e| bad(spec, "regex", e.to_string()))?;
     if regex.is_match(b"") {
         return Err(bad(spec, "regex", "matches the empty string"));
     }
     let secret_group = regex.capture_names().position(|n| n == Some("secret"));
+    drop(regex);
     if spec.requires.iter().any(|r| r.is_empty()) {
         return Err(bad(spec, "requires", "empty literal"));
     }
@@ -229,7 +253,10 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, DetectError> {
         min_entropy: spec.min_entropy,
         ci_filter: spec.ci_filter.unwrap_or(true),
         generic: spec.generic,
-        regex,
+        regex: LazyRegex {
+            pattern: spec.regex.clone(),
+            compiled: std::sync::OnceLock::new(),
+        },
         secret_group,
         spec: spec.clone(),
     })

@@ -37,8 +37,10 @@ use crate::topology::component::{
 use crate::topology::output::Output;
 
 /// Batches each channel holds before its sender has to wait. Small on
-/// purpose: queues add latency and memory, not throughput.
-const CHANNEL_BATCHES: usize = 16;
+/// purpose: queues add latency and memory, not throughput. Shipping a 1 GiB
+/// log through file -> redact -> otlp, 16 peaked at 126 MiB and 2 at 87 MiB,
+/// with less CPU and wall time.
+const CHANNEL_BATCHES: usize = 2;
 
 /// Why a run ended badly. Every variant means the agent exits non-zero.
 #[derive(Debug, thiserror::Error)]

@@ -309,13 +309,22 @@ fn run_with_no_config_starts_on_the_embedded_default_and_prints_redacted_events(
         &logs.join("app.log"),
         &format!("service started\nusing token {token}\n"),
     );
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Read on a thread so a missing line fails the test instead of hanging it.
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut lines = Vec::new();
     while lines.len() < 2 {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
-            break;
-        }
+        let Ok(line) = line_rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("no event for the new log file within 60 s; got {lines:?}");
+        };
         let event: serde_json::Value = serde_json::from_str(&line).unwrap();
         if let Some(body) = event["body"].as_str() {
             lines.push(body.to_string());

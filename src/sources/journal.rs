@@ -97,6 +97,16 @@ pub async fn follow(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // journalctl follows forever: it must not outlive an agent that is
+    // killed outright (kill_on_drop covers every other way out).
+    #[cfg(target_os = "linux")]
+    // SAFETY: only prctl, async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot run {}", program.display()))?;

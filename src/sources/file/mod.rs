@@ -176,6 +176,7 @@ fn build_with(
         fingerprint_bytes: config.fingerprint_bytes,
         read_batch_bytes: config.read_batch_bytes,
         notify,
+        started_nanos: tailer::unix_nanos_now(),
     };
     let checkpoint_interval = config.checkpoint_interval;
     Ok(Box::pin(run(settings, checkpoint_interval, cx)))

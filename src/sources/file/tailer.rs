@@ -51,6 +51,17 @@ pub(crate) struct Settings {
     /// Use file-system notifications (false: polling only, as when inotify
     /// is unavailable).
     pub notify: bool,
+    /// When the source was built, before the agent reported itself started
+    /// (nanoseconds since the epoch): with `read_from = "end"`, a file born
+    /// after this is new even if the first scan is what finds it.
+    pub started_nanos: u128,
+}
+
+/// Now, in nanoseconds since the epoch.
+pub(crate) fn unix_nanos_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// An acknowledgement coming back from the sinks.
@@ -749,7 +760,22 @@ impl Tailer {
                     }
                 }
             }
-            None if self.initial && self.s.read_from == ReadFrom::End => {
+            // `read_from = "end"` skips what files held before the agent
+            // started; a file created since (between the start and the first
+            // scan) is read from its beginning like any later one. Without a
+            // birth time, a modification since the start counts instead.
+            None if self.initial
+                && self.s.read_from == ReadFrom::End
+                && birth
+                    .or_else(|| {
+                        fmeta
+                            .modified()
+                            .ok()
+                            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map(|d| d.as_nanos())
+                    })
+                    .is_none_or(|t| t < self.s.started_nanos) =>
+            {
                 let head = match fingerprint::check_head(&file, Head::default(), limit, size) {
                     Ok(HeadCheck::Same(h)) => h,
                     _ => Head::default(),
@@ -1376,6 +1402,7 @@ pub(crate) mod tests {
             fingerprint_bytes: 64,
             read_batch_bytes: 1 << 20,
             notify: false,
+            started_nanos: unix_nanos_now(),
         }
     }
 
@@ -1414,6 +1441,25 @@ pub(crate) mod tests {
             }
             assert!(t.open <= t.s.max_open_files, "open {} > limit", t.open);
         }
+    }
+
+    /// `read_from = "end"`: a file that was there before the source started
+    /// is read from its end, one created after the start from its beginning,
+    /// even when the first scan is what finds both.
+    #[test]
+    fn read_from_end_reads_files_born_after_the_start_from_their_beginning() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("old.log"), "history\n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut s = settings(dir.path(), 8);
+        s.read_from = ReadFrom::End;
+        s.started_nanos = unix_nanos_now();
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(dir.path().join("new.log"), "first line\n").unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut t = (Tailer::new(s, Vec::new(), tx, None, Arc::default()), rx);
+        let mut clock = Instant::now();
+        assert_eq!(drain(&mut t, &mut clock), vec!["first line"]);
     }
 
     /// A checkpoint taken under another device number (remount) is used

@@ -513,7 +513,7 @@ fn exec(args: ExecArgs) -> u8 {
         }) {
             Ok(detector) => Some(Arc::new(
                 crate::exec::DetectorMasker::new(Arc::new(detector), std::env::vars())
-                    .with_mask_list(data_dir.join("mask-fingerprints.json")),
+                    .with_mask_list(data_dir.join(crate::respond::MASK_LIST_FILE)),
             )),
             Err(e) => {
                 eprintln!("tailguard exec: masking is off: {e}");

@@ -26,17 +26,13 @@ impl Fingerprint {
 
     /// Parses a 64-char hex fingerprint.
     pub fn from_hex(s: &str) -> Option<Self> {
-        let s = s.as_bytes();
-        if s.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, chunk) in s.chunks(2).enumerate() {
-            let hi = hex_val(chunk[0])?;
-            let lo = hex_val(chunk[1])?;
-            out[i] = (hi << 4) | lo;
-        }
-        Some(Fingerprint(out))
+        parse_hex::<32>(s).map(Fingerprint)
+    }
+
+    /// Parses the 12-hex short form ([`Fingerprint::short`]) into the
+    /// fingerprint's first 6 bytes.
+    pub fn short_prefix_from_hex(s: &str) -> Option<[u8; SHORT_HEX_LEN / 2]> {
+        parse_hex::<{ SHORT_HEX_LEN / 2 }>(s)
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -91,6 +87,19 @@ impl fmt::Debug for Fingerprinter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Fingerprinter { key: <hidden> }")
     }
+}
+
+/// Exactly `2 * N` hex digits as `N` bytes.
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let s = s.as_bytes();
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in s.chunks(2).enumerate() {
+        out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+    }
+    Some(out)
 }
 
 fn hex_val(c: u8) -> Option<u8> {

@@ -270,21 +270,9 @@ impl KnownValues {
     /// candidate negligible (~1 in 2.8e14 per candidate). Returns `false` for
     /// anything but 12 hex digits.
     pub fn register_short_fingerprint(&mut self, short_hex: &str) -> bool {
-        let Some(bytes) = short_hex
-            .as_bytes()
-            .chunks(2)
-            .map(|pair| {
-                std::str::from_utf8(pair)
-                    .ok()
-                    .and_then(|p| u8::from_str_radix(p, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .filter(|_| short_hex.len() == super::fingerprint::SHORT_HEX_LEN)
-        else {
+        let Some(prefix) = Fingerprint::short_prefix_from_hex(short_hex) else {
             return false;
         };
-        let mut prefix = [0u8; 6];
-        prefix.copy_from_slice(&bytes);
         self.short_fps.insert(prefix);
         self.fp_any_len = true;
         true

@@ -610,11 +610,6 @@ struct MaskList {
     seen: Option<(u64, u64, std::time::SystemTime)>,
 }
 
-#[derive(serde::Deserialize)]
-struct MaskFile {
-    fingerprints: Vec<String>,
-}
-
 impl MaskList {
     /// Registers the fingerprints of a new version of the file, if any.
     fn refresh(&mut self, known: &mut crate::detect::KnownValues) {
@@ -633,7 +628,9 @@ impl MaskList {
         self.seen = Some(version);
         let Ok(file) = std::fs::read(&self.path)
             .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<MaskFile>(&b).map_err(|e| e.to_string()))
+            .and_then(|b| {
+                serde_json::from_slice::<crate::respond::MaskFile>(&b).map_err(|e| e.to_string())
+            })
             .inspect_err(|e| {
                 eprintln!("tailguard exec: ignoring {}: {e}", self.path.display());
             })

@@ -102,7 +102,7 @@ pub struct Responders {
 
 impl Responders {
     pub fn new(settings: ResponderSettings) -> Self {
-        let masked = std::fs::read(settings.data_dir.join("mask-fingerprints.json"))
+        let masked = std::fs::read(settings.data_dir.join(MASK_LIST_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice::<MaskFile>(&b).ok())
             .map(|m| m.fingerprints.into_iter().collect())
@@ -272,18 +272,23 @@ impl Responders {
             fingerprints: self.masked.iter().cloned().collect(),
         };
         crate::transforms::policy::state::write_atomically(
-            &self.settings.data_dir.join("mask-fingerprints.json"),
+            &self.settings.data_dir.join(MASK_LIST_FILE),
             &file,
         )
         .map_err(|e| format!("cannot write mask-fingerprints.json: {e}"))
     }
 }
 
-/// `data_dir/mask-fingerprints.json`.
+/// The mask list in `data_dir`: written by the `mask` responder, read by
+/// every `tailguard exec` wrapper on the host.
+pub const MASK_LIST_FILE: &str = "mask-fingerprints.json";
+
+/// The mask list's contents.
 #[derive(serde::Deserialize, serde::Serialize)]
-struct MaskFile {
-    version: u32,
-    fingerprints: Vec<String>,
+pub struct MaskFile {
+    pub version: u32,
+    /// Full or short (12-hex) fingerprints.
+    pub fingerprints: Vec<String>,
 }
 
 fn without_url(e: &reqwest::Error) -> String {

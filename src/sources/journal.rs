@@ -60,10 +60,7 @@ pub async fn follow(
         .data_dir
         .join("journal")
         .join(format!("{}.cursor", cx.name));
-    let cursor = std::fs::read_to_string(&cursor_path)
-        .ok()
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty());
+    let cursor = load_cursor(&cursor_path);
     let program = config
         .journalctl
         .clone()
@@ -256,23 +253,33 @@ impl Settling {
     }
 
     fn save(&mut self, path: &Path) {
-        if self.done.is_none() || self.done == self.saved {
+        let Some(cursor) = self
+            .done
+            .as_ref()
+            .filter(|c| self.saved.as_ref() != Some(*c))
+        else {
             return;
-        }
-        let cursor = self.done.clone().expect("checked");
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(path.parent().expect("in a directory"))?;
-            let temp = path.with_extension("cursor.tmp");
-            std::fs::write(&temp, format!("{cursor}\n"))?;
-            std::fs::rename(&temp, path)
         };
-        match write() {
-            Ok(()) => self.saved = Some(cursor),
+        // Written like every other piece of state: temp file, fsync, rename.
+        match crate::transforms::policy::state::write_atomically(path, cursor) {
+            Ok(()) => self.saved = Some(cursor.clone()),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot record the journal cursor")
             }
         }
     }
+}
+
+/// The recorded cursor (a JSON string), if any; a damaged file means none.
+fn load_cursor(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice::<String>(&bytes)
+        .inspect_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e,
+                "unreadable journal cursor; reading the journal from the start")
+        })
+        .ok()
+        .filter(|c| !c.is_empty())
 }
 
 #[cfg(test)]
@@ -294,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal").join("auth.cursor");
         s.save(&path);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "c\n");
+        assert_eq!(load_cursor(&path).as_deref(), Some("c"));
     }
 
     #[test]

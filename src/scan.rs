@@ -84,34 +84,7 @@ pub fn scan_reader(
         let block = &buf[..cut];
         findings.clear();
         detector.scan(block, &mut findings);
-        // Line numbers need the newlines' positions only when something was
-        // found; otherwise counting them is enough.
-        if findings.is_empty() {
-            line_number += memchr::memchr_iter(b'\n', block).count() as u64;
-            buf.copy_within(cut..end, 0);
-            filled = end - cut;
-            if at_eof && filled == 0 {
-                break;
-            }
-            continue;
-        }
-        let newlines: Vec<usize> = memchr::memchr_iter(b'\n', block).collect();
-        for finding in findings.drain(..) {
-            let before = newlines.partition_point(|nl| *nl < finding.range.start);
-            let line_start = if before == 0 {
-                0
-            } else {
-                newlines[before - 1] + 1
-            };
-            found(Located {
-                path: name.to_string(),
-                line: line_number + before as u64,
-                column: (finding.range.start - line_start + 1) as u64,
-                end_column: (finding.range.end - line_start + 1) as u64,
-                finding,
-            });
-        }
-        line_number += newlines.len() as u64;
+        line_number += locate(block, line_number, name, &mut findings, found);
         buf.copy_within(cut..end, 0);
         filled = end - cut;
         if at_eof && filled == 0 {
@@ -119,6 +92,39 @@ pub fn scan_reader(
         }
     }
     Ok(total)
+}
+
+/// Reports `findings` in `block` (whose first line is `first_line`) with
+/// their line and columns; returns the number of lines the block ends.
+fn locate(
+    block: &[u8],
+    first_line: u64,
+    name: &str,
+    findings: &mut Vec<Finding>,
+    found: &mut dyn FnMut(Located),
+) -> u64 {
+    // The newlines' positions are needed only when something was found;
+    // otherwise counting them is enough.
+    if findings.is_empty() {
+        return memchr::memchr_iter(b'\n', block).count() as u64;
+    }
+    let newlines: Vec<usize> = memchr::memchr_iter(b'\n', block).collect();
+    for finding in findings.drain(..) {
+        let before = newlines.partition_point(|nl| *nl < finding.range.start);
+        let line_start = if before == 0 {
+            0
+        } else {
+            newlines[before - 1] + 1
+        };
+        found(Located {
+            path: name.to_string(),
+            line: first_line + before as u64,
+            column: (finding.range.start - line_start + 1) as u64,
+            end_column: (finding.range.end - line_start + 1) as u64,
+            finding,
+        });
+    }
+    newlines.len() as u64
 }
 
 /// Every regular file under `paths` (directories walked, `.git` skipped,

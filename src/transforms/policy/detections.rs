@@ -499,11 +499,8 @@ impl Detector {
             self.counted_runs.clear();
         }
         self.counted_runs.insert(key);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let learned = now >= self.store.state.created.saturating_add(period.as_secs());
+        let now = super::state::now();
+        let learned = self.store.learned(period);
         let spike = self.rate_spike;
         if let Some((runs, mean)) =
             self.store
@@ -602,12 +599,7 @@ impl Detector {
         }
         if let Some(period) = self.learning_period {
             let new = self.store.see_pair(&key);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            let learning_ends = self.store.state.created.saturating_add(period.as_secs());
-            if new && now >= learning_ends {
+            if new && self.store.learned(period) {
                 let mut d = with(
                     DetectionKind::BaselineDrift,
                     format!(

@@ -134,10 +134,9 @@ pub fn build(
         }
     });
     Ok(Box::pin(async move {
-        let mut input_open = true;
         loop {
             tokio::select! {
-                received = input.recv(), if input_open => match received {
+                received = input.recv() => match received {
                     Some(mut batch) => {
                         engine.process(&mut batch).await;
                         out.send(batch).await?;
@@ -153,12 +152,9 @@ pub fn build(
                             }
                         }
                     }
-                    None => input_open = false,
+                    None => break,
                 },
                 Some(spans) = done_rx.recv() => out.send(spans).await?,
-            }
-            if !input_open {
-                break;
             }
         }
         // Input ended: let the queued actions finish (each is bounded by its
@@ -549,21 +545,26 @@ mod tests {
         Engine::new(&PolicyTransformConfig::default(), "policy", &globals).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_new_identity_context_after_the_learning_period_is_drift() {
-        let dir = tempfile::tempdir().unwrap();
+    /// An engine configured by `config` whose inventory holds `deploy-bot`.
+    fn deploy_bot_engine(dir: &std::path::Path, config: &str) -> Engine {
         let identity: crate::identity::inventory::IdentityConfig =
             toml::from_str("kind = \"bot_token\"\nowner = { team = \"platform\" }").unwrap();
         let globals = Globals {
-            data_dir: dir.path().to_path_buf(),
+            data_dir: dir.to_path_buf(),
             inventory: Arc::new(crate::identity::inventory::Inventory::new([(
                 "deploy-bot".to_string(),
                 identity,
             )])),
             ..Globals::default()
         };
-        let config: PolicyTransformConfig = toml::from_str("learning_period = \"0s\"").unwrap();
-        let mut engine = Engine::new(&config, "policy", &globals).unwrap();
+        let config: PolicyTransformConfig = toml::from_str(config).unwrap();
+        Engine::new(&config, "policy", &globals).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_identity_context_after_the_learning_period_is_drift() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = deploy_bot_engine(dir.path(), "learning_period = \"0s\"");
         let job = |repo: &str| {
             let mut context = crate::event::Context::default();
             context.identity.insert("nhi.identity.id", "deploy-bot");
@@ -598,19 +599,10 @@ mod tests {
     #[tokio::test]
     async fn many_more_job_runs_than_usual_are_a_rate_spike() {
         let dir = tempfile::tempdir().unwrap();
-        let identity: crate::identity::inventory::IdentityConfig =
-            toml::from_str("kind = \"bot_token\"\nowner = { team = \"platform\" }").unwrap();
-        let globals = Globals {
-            data_dir: dir.path().to_path_buf(),
-            inventory: Arc::new(crate::identity::inventory::Inventory::new([(
-                "deploy-bot".to_string(),
-                identity,
-            )])),
-            ..Globals::default()
-        };
-        let config: PolicyTransformConfig =
-            toml::from_str("learning_period = \"0s\"\nrate_spike = { min_runs = 3 }").unwrap();
-        let mut engine = Engine::new(&config, "policy", &globals).unwrap();
+        let mut engine = deploy_bot_engine(
+            dir.path(),
+            "learning_period = \"0s\"\nrate_spike = { min_runs = 3 }",
+        );
         let run = |id: &str| {
             let mut context = crate::event::Context::default();
             context.identity.insert("nhi.identity.id", "deploy-bot");

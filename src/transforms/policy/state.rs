@@ -191,6 +191,11 @@ impl Store {
     }
 
     /// Records an (identity, context) pair; true when it was never seen.
+    /// The learning period, counted from the store's creation, is over.
+    pub fn learned(&self, period: std::time::Duration) -> bool {
+        now() >= self.state.created.saturating_add(period.as_secs())
+    }
+
     /// Counts a job run using `identity` (see [`Usage::count_run`]).
     pub fn count_run(
         &mut self,

@@ -57,6 +57,18 @@ pub(crate) struct Settings {
     pub started_nanos: u128,
 }
 
+/// The file was born after `since` (nanoseconds since the epoch); without a
+/// birth time, it was modified after it.
+fn born_after(birth: Option<u128>, meta: &std::fs::Metadata, since: u128) -> bool {
+    let modified = || {
+        meta.modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+    };
+    birth.or_else(modified).is_some_and(|t| t >= since)
+}
+
 /// Now, in nanoseconds since the epoch.
 pub(crate) fn unix_nanos_now() -> u128 {
     std::time::SystemTime::now()
@@ -762,19 +774,10 @@ impl Tailer {
             }
             // `read_from = "end"` skips what files held before the agent
             // started; a file created since (between the start and the first
-            // scan) is read from its beginning like any later one. Without a
-            // birth time, a modification since the start counts instead.
+            // scan) is read from its beginning like any later one.
             None if self.initial
                 && self.s.read_from == ReadFrom::End
-                && birth
-                    .or_else(|| {
-                        fmeta
-                            .modified()
-                            .ok()
-                            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map(|d| d.as_nanos())
-                    })
-                    .is_none_or(|t| t < self.s.started_nanos) =>
+                && !born_after(birth, &fmeta, self.s.started_nanos) =>
             {
                 let head = match fingerprint::check_head(&file, Head::default(), limit, size) {
                     Ok(HeadCheck::Same(h)) => h,

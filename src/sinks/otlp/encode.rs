@@ -223,7 +223,8 @@ fn set_key_value(slot: &mut KeyValue, key: &str, value: &Value) {
     set_string(&mut slot.key, key);
     match value {
         Value::String(s) => set_string_value(&mut slot.value, s),
-        other => slot.value = key_value(key, other).value,
+        // Numbers and booleans own no allocation: set in place.
+        other => slot.value = Some(any_value(other)),
     }
 }
 
@@ -290,17 +291,21 @@ fn key_values(attrs: &Attributes) -> Vec<KeyValue> {
 }
 
 fn key_value(key: &str, value: &Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(any_value(value)),
+        ..KeyValue::default()
+    }
+}
+
+fn any_value(value: &Value) -> AnyValue {
     let value = match value {
         Value::String(s) => any_value::Value::StringValue(s.to_string()),
         Value::Int(i) => any_value::Value::IntValue(*i),
         Value::Float(f) => any_value::Value::DoubleValue(*f),
         Value::Bool(b) => any_value::Value::BoolValue(*b),
     };
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..KeyValue::default()
-    }
+    AnyValue { value: Some(value) }
 }
 
 #[cfg(test)]

@@ -240,6 +240,15 @@ fn ordinary_line(r: &mut Rng) -> String {
 }
 
 /// Deterministic CI log of about `bytes` bytes.
+/// The log size for a benchmark: `TAILGUARD_BENCH_MIB` MiB, else `default_mib`.
+pub fn bench_log_bytes(default_mib: usize) -> usize {
+    let mib = std::env::var("TAILGUARD_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_mib);
+    mib << 20
+}
+
 pub fn generate_log(bytes: usize) -> Vec<u8> {
     let mut r = Rng(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(bytes + 256);

@@ -10,14 +10,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tailguard::detect::{Detector, DetectorConfig};
 
 mod cilog;
-use cilog::generate_log;
+use cilog::{bench_log_bytes, generate_log};
 
 fn bench(c: &mut Criterion) {
-    let mib: usize = std::env::var("TAILGUARD_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    let log = generate_log(mib << 20);
+    let log = generate_log(bench_log_bytes(256));
     if let Ok(p) = std::env::var("TAILGUARD_BENCH_DUMP") {
         std::fs::write(&p, &log).expect("write log");
     }

@@ -13,14 +13,10 @@ use tailguard::sinks::otlp::encode::LogsEncoder;
 use tailguard::sources::file::{LineReader, MidLine};
 
 mod cilog;
-use cilog::generate_log;
+use cilog::{bench_log_bytes, generate_log};
 
 fn bench(c: &mut Criterion) {
-    let mib: usize = std::env::var("TAILGUARD_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    let log = generate_log(mib << 20);
+    let log = generate_log(bench_log_bytes(64));
 
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Bytes(log.len() as u64));

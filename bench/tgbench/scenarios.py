@@ -15,6 +15,55 @@ from .procs import GiB, MiB, Proc
 POLL = 0.1  # seconds between metric scrapes while waiting for the last record
 
 
+def _wait_for_last_record(agent, n_lines: int, t0: float, timeout: float):
+    """Scrapes the agent's metrics every POLL until it reports all n_lines records done.
+
+    Returns (status, last progress, time of the last record, CPU and memory then). The
+    last record arrived within the POLL before the first sample showing the final count,
+    so time, CPU and memory are taken from the sample where the activity last changed.
+    """
+    last_act, t_last, cpu_last, mem_last = None, t0, None, {}
+    prog = None
+    try:
+        while True:
+            time.sleep(POLL)
+            now = time.monotonic()
+            if not agent.proc.alive():
+                return ("agent exited with %s before the last record: %s" % (agent.proc.exit_code, agent.proc.stderr_tail()),
+                        prog, None, None, {})
+            p = agent.progress()
+            if p is None:
+                if now - t0 > 30:
+                    return "metrics endpoint not answering", prog, None, None, {}
+                continue
+            prog = p
+            cpu_now, mem_now = agent.proc.cpu(), agent.proc.mem()
+            act = agent.activity(p)
+            if act != last_act:
+                last_act, t_last, cpu_last, mem_last = act, now, cpu_now, mem_now
+            if agent.done(p, n_lines):
+                return "ok", prog, t_last, cpu_last, mem_last
+            if now - t0 > timeout:
+                return ("timeout after %.0f s (read %s, delivered %s of %d records)" % (timeout, p.get("read"), p.get("delivered"), n_lines),
+                        prog, None, None, {})
+    except Exception as e:  # noqa: BLE001 — a failing scenario must not stop the others
+        return "error: %s" % e, prog, None, None, {}
+
+
+def _throughput(agent, nbytes: int, wall: float, cpu, mem: dict) -> dict:
+    """MiB/s, CPU per GiB and memory of a run that delivered nbytes in wall seconds."""
+    return {
+        "wall_s": round(wall, 3),
+        "mib_per_s": nbytes / MiB / wall,
+        "cpu_s": cpu,
+        "cpu_s_per_gib": cpu / (nbytes / GiB) if cpu is not None else None,
+        "mib_per_cpu_s": (nbytes / MiB / cpu) if cpu else None,
+        "peak_rss_mib": mem.get("VmHWM", 0) / 1024,
+        "rss_at_end_mib": mem.get("VmRSS", 0) / 1024,
+        "cpu_s_incl_shutdown": agent.proc.rusage_cpu(),
+    }
+
+
 # ------------------------------------------------------------------------------------------
 # 1. file -> OTLP receiver
 # ------------------------------------------------------------------------------------------
@@ -35,51 +84,14 @@ def ship_once(tools: Tools, variant: str, corpus: Path, manifest: dict, run_dir:
         agent = TailguardAgent(tools, run_dir, corpus, rotel.http, detect=(variant == "tailguard+detect"))
     n_lines = agent.expected_lines(manifest)
     res["expected_records"] = n_lines
-    last_act, t_last, cpu_last, mem_last = None, t0, None, {}
-    t_done, prog, cpu, mem = None, None, None, {}
-    status = "ok"
     try:
-        while True:
-            time.sleep(POLL)
-            now = time.monotonic()
-            if not agent.proc.alive():
-                status = "agent exited with %s before the last record: %s" % (agent.proc.exit_code, agent.proc.stderr_tail())
-                break
-            p = agent.progress()
-            if p is None:
-                if now - t0 > 30:
-                    status = "metrics endpoint not answering"
-                    break
-                continue
-            prog = p
-            cpu_now, mem_now = agent.proc.cpu(), agent.proc.mem()
-            act = agent.activity(p)
-            if act != last_act:
-                # The first sample showing the final count: the last record arrived
-                # within the POLL before it.
-                last_act, t_last, cpu_last, mem_last = act, now, cpu_now, mem_now
-            if agent.done(p, n_lines):
-                t_done, cpu, mem = t_last, cpu_last, mem_last
-                break
-            if now - t0 > timeout:
-                status = "timeout after %.0f s (read %s, delivered %s of %d records)" % (timeout, p.get("read"), p.get("delivered"), n_lines)
-                break
+        status, prog, t_done, cpu, mem = _wait_for_last_record(agent, n_lines, t0, timeout)
     finally:
         code = agent.proc.stop(30)
         rotel_cpu = rotel.stop()
     res.update({"status": status, "progress": prog, "exit_code": code, "receiver_cpu_s": rotel_cpu})
     if t_done is not None:
-        wall = t_done - t0
-        res.update({
-            "wall_s": round(wall, 3),
-            "mib_per_s": nbytes / MiB / wall,
-            "cpu_s": cpu,
-            "cpu_s_per_gib": cpu / (nbytes / GiB) if cpu is not None else None,
-            "mib_per_cpu_s": (nbytes / MiB / cpu) if cpu else None,
-            "peak_rss_mib": mem.get("VmHWM", 0) / 1024,
-            "rss_at_end_mib": mem.get("VmRSS", 0) / 1024,
-            "cpu_s_incl_shutdown": agent.proc.rusage_cpu(),
-        })
+        res.update(_throughput(agent, nbytes, t_done - t0, cpu, mem))
         if variant == "tailguard+detect" and prog:
             res["findings"] = prog.get("findings")
     return res
@@ -127,35 +139,8 @@ def filefile_once(tools: Tools, variant: str, corpus: Path, manifest: dict, run_
         return res
     n_lines = agent.expected_lines(manifest)
     res["expected_records"] = n_lines
-    last_act, t_last, cpu_last, mem_last = None, t0, None, {}
-    t_done, prog, cpu, mem = None, None, None, {}
-    status = "ok"
     try:
-        while True:
-            time.sleep(POLL)
-            now = time.monotonic()
-            if not agent.proc.alive():
-                status = "agent exited with %s before the last record: %s" % (agent.proc.exit_code, agent.proc.stderr_tail())
-                break
-            p = agent.progress()
-            if p is None:
-                if now - t0 > 30:
-                    status = "metrics endpoint not answering"
-                    break
-                continue
-            prog = p
-            cpu_now, mem_now = agent.proc.cpu(), agent.proc.mem()
-            act = agent.activity(p)
-            if act != last_act:
-                last_act, t_last, cpu_last, mem_last = act, now, cpu_now, mem_now
-            if agent.done(p, n_lines):
-                t_done, cpu, mem = t_last, cpu_last, mem_last
-                break
-            if now - t0 > timeout:
-                status = "timeout after %.0f s (read %s, delivered %s of %d records)" % (timeout, p.get("read"), p.get("delivered"), n_lines)
-                break
-    except Exception as e:  # noqa: BLE001
-        status = "error: %s" % e
+        status, prog, t_done, cpu, mem = _wait_for_last_record(agent, n_lines, t0, timeout)
     finally:
         code = agent.proc.stop(30)
         if rotel is not None:
@@ -167,17 +152,7 @@ def filefile_once(tools: Tools, variant: str, corpus: Path, manifest: dict, run_
             res["output_bytes"] = None
     res.update({"status": status, "progress": prog, "exit_code": code})
     if t_done is not None:
-        wall = t_done - t0
-        res.update({
-            "wall_s": round(wall, 3),
-            "mib_per_s": nbytes / MiB / wall,
-            "cpu_s": cpu,
-            "cpu_s_per_gib": cpu / (nbytes / GiB) if cpu is not None else None,
-            "mib_per_cpu_s": (nbytes / MiB / cpu) if cpu else None,
-            "peak_rss_mib": mem.get("VmHWM", 0) / 1024,
-            "rss_at_end_mib": mem.get("VmRSS", 0) / 1024,
-            "cpu_s_incl_shutdown": agent.proc.rusage_cpu(),
-        })
+        res.update(_throughput(agent, nbytes, t_done - t0, cpu, mem))
     return res
 
 

@@ -124,6 +124,15 @@ revocation = {{ command = ["{script}", "{{identity}}", "{{fingerprint}}", "{{rul
     )
 }
 
+/// An agent with `top` whose policy transform may run `script`.
+fn agent_running(dir: &Path, top: &str, script: &Path) -> Agent {
+    Agent::start_with(
+        dir,
+        top,
+        Some(&format!("allowed_executables = [\"{}\"]", script.display())),
+    )
+}
+
 fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -140,11 +149,7 @@ fn a_leaked_inventory_secret_is_rotated_by_a_real_script_with_an_exact_argument_
         "{}\n[policies.rotate-leaks]\ndetection = \"secret_leak\"\nidentity = [\"deploy-*\"]\nprivilege_tier = [\"tier0\"]\nseverity = \"critical\"\nactions = [\"annotate\", \"rotate\"]\n",
         inventory(dir.path(), "deploy-bot", &script, "")
     );
-    let agent = Agent::start_with(
-        dir.path(),
-        &top,
-        Some(&format!("allowed_executables = [\"{}\"]", script.display())),
-    );
+    let agent = agent_running(dir.path(), &top, &script);
     github_step(
         dir.path(),
         &agent,
@@ -210,11 +215,7 @@ fn a_slow_rotation_does_not_hold_up_the_lines_after_the_alert() {
         "{}\n[policies.rotate-leaks]\ndetection = \"secret_leak\"\nidentity = [\"deploy-*\"]\nseverity = \"critical\"\nactions = [\"rotate\"]\n",
         inventory(dir.path(), "deploy-bot", &script, "")
     );
-    let agent = Agent::start_with(
-        dir.path(),
-        &top,
-        Some(&format!("allowed_executables = [\"{}\"]", script.display())),
-    );
+    let agent = agent_running(dir.path(), &top, &script);
     github_step(
         dir.path(),
         &agent,
@@ -256,11 +257,7 @@ fn shell_metacharacters_in_job_context_and_identity_stay_one_argument_each() {
         "{}\n[policies.rotate-leaks]\nactions = [\"rotate\"]\ndetection = \"secret_leak\"\n",
         inventory(dir.path(), &id, &script, "")
     );
-    let agent = Agent::start_with(
-        dir.path(),
-        &top,
-        Some(&format!("allowed_executables = [\"{}\"]", script.display())),
-    );
+    let agent = agent_running(dir.path(), &top, &script);
     github_step(
         dir.path(),
         &agent,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::detect::{Detector, Finding};
+use crate::detect::{Detector, Finding, Scratch};
 
 /// How findings are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +59,8 @@ pub fn scan_reader(
     let mut line_number: u64 = 1;
     let mut total: u64 = 0;
     let mut findings = Vec::new();
+    let mut scratch = Scratch::new();
+    let known = Some(detector.known_values());
     loop {
         let n = input.read(&mut buf[filled..])?;
         total += n as u64;
@@ -83,7 +85,7 @@ pub fn scan_reader(
         };
         let block = &buf[..cut];
         findings.clear();
-        detector.scan(block, &mut findings);
+        detector.scan_in(&mut scratch, block, known, &mut findings);
         line_number += locate(block, line_number, name, &mut findings, found);
         buf.copy_within(cut..end, 0);
         filled = end - cut;

@@ -4,7 +4,7 @@
 //! 1. a multi-literal keyword prefilter over all rules' keywords (ASCII case-insensitive, see
 //!    [`prefilter`](self) module docs): a 4-gram two-probe bitmap scan with in-place verification
 //!    finds the exact keyword occurrences in one pass; lines with no keyword cost nothing more;
-//! 2. for each line holding keywords, the regexes of the rules owning them (`regex::bytes`,
+//! 2. for each line holding keywords, the regexes of the rules owning them (`regex-automata`,
 //!    finite automata, linear time, no backtracking) run on that line only.
 //!
 //! Matches go through placeholder / reference / CI-identifier / allowlist / entropy / validator
@@ -27,6 +27,8 @@ pub mod validate;
 mod tests;
 
 use std::fmt;
+
+use regex_automata::util::pool::Pool;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -139,6 +141,60 @@ pub struct Detector {
     allowlist: Vec<Regex>,
     fp: Fingerprinter,
     known: KnownValues,
+    /// tells this detector's [`Scratch`]es from another's
+    id: u64,
+    /// scratch for [`Detector::scan`] callers that keep none of their own
+    scratch: Pool<Scratch, ScratchFn>,
+}
+
+type ScratchFn =
+    Box<dyn Fn() -> Scratch + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
+
+/// Working memory for scanning: the regex caches of the rules that ran
+/// (lazy DFAs, up to 2 MiB each) and reusable buffers.
+///
+/// A long-lived scanner (a transform, `tailguard scan`) keeps one and passes
+/// it to [`Detector::scan_in`], so its caches exist once however many threads
+/// it runs on. A scratch belongs to one detector; given to another it starts
+/// afresh.
+#[derive(Default)]
+pub struct Scratch {
+    detector: u64,
+    regexes: RegexScratch,
+    hits: Vec<(usize, u32)>,
+    touched: Vec<u32>,
+}
+
+/// Per rule, its regex's search cache (made on the rule's first run), and
+/// one set of capture slots for whichever rule runs.
+#[derive(Default)]
+struct RegexScratch {
+    caches: Vec<Option<regex_automata::meta::Cache>>,
+    slots: Vec<Option<regex_automata::util::primitives::NonMaxUsize>>,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn for_detector(&mut self, detector: &Detector) {
+        if self.detector != detector.id || self.regexes.caches.len() != detector.rules.len() {
+            self.detector = detector.id;
+            self.regexes.caches.clear();
+            self.regexes
+                .caches
+                .resize_with(detector.rules.len(), || None);
+        }
+    }
+}
+
+impl fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scratch")
+            .field("caches", &self.regexes.caches.iter().flatten().count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Detector {
@@ -220,6 +276,7 @@ impl Detector {
         }
         let prefilter = prefilter::Prefilter::new(&kws)
             .map_err(|e| DetectError::RuleFile(format!("keyword prefilter: {e}")))?;
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Detector {
             prefilter,
             known: KnownValues::new(fp.clone()),
@@ -228,6 +285,8 @@ impl Detector {
             always,
             allowlist,
             fp,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            scratch: Pool::new(Box::new(Scratch::new)),
         })
     }
 
@@ -275,6 +334,18 @@ impl Detector {
     /// the window holds one), so working memory stays bounded for any input; a secret straddling
     /// the cut of a single line longer than the window can be missed.
     pub fn scan_with(&self, input: &[u8], known: Option<&KnownValues>, out: &mut Vec<Finding>) {
+        self.scan_in(&mut self.scratch.get(), input, known, out)
+    }
+
+    /// Like [`Detector::scan_with`], with the caller's own [`Scratch`].
+    pub fn scan_in(
+        &self,
+        scratch: &mut Scratch,
+        input: &[u8],
+        known: Option<&KnownValues>,
+        out: &mut Vec<Finding>,
+    ) {
+        scratch.for_detector(self);
         let limit = out.len() + MAX_FINDINGS_PER_CALL;
         let mut start = 0;
         while start < input.len() || (start == 0 && input.is_empty()) {
@@ -286,7 +357,7 @@ impl Detector {
                 end = start + p + 1;
             }
             let base = out.len();
-            self.scan_window(&input[start..end], known, out, limit);
+            self.scan_window(scratch, &input[start..end], known, out, limit);
             if start > 0 {
                 for f in &mut out[base..] {
                     f.range = f.range.start + start..f.range.end + start;
@@ -301,6 +372,7 @@ impl Detector {
 
     fn scan_window(
         &self,
+        scratch: &mut Scratch,
         input: &[u8],
         known: Option<&KnownValues>,
         out: &mut Vec<Finding>,
@@ -317,19 +389,25 @@ impl Detector {
             heap.resize(words, 0u64);
             &mut heap[..]
         };
-        let mut touched: Vec<u32> = Vec::new();
         if !self.kw_rules.is_empty() {
             // stage 1: exact keyword occurrences (4-gram bitmap + in-place verification, see
             // `prefilter`); stage 2: per line holding keywords, the regexes of the rules owning
             // them. Lines without keywords cost only the bitmap scan.
-            let mut hits: Vec<(usize, u32)> = Vec::new();
-            self.prefilter.find_all(input, &mut hits);
+            let Scratch {
+                regexes,
+                hits,
+                touched,
+                ..
+            } = scratch;
+            hits.clear();
+            touched.clear();
+            self.prefilter.find_all(input, hits);
             let mut cur: Option<(usize, usize)> = None;
-            for &(st, kw) in &hits {
+            for &(st, kw) in hits.iter() {
                 let in_cur = matches!(cur, Some((s, e)) if st >= s && st < e);
                 if !in_cur {
                     if let Some((s, e)) = cur {
-                        self.run_line(input, s, e, &mut touched, cand, out, limit);
+                        self.run_line(regexes, input, s, e, touched, cand, out, limit);
                         if out.len() >= limit {
                             break;
                         }
@@ -347,7 +425,7 @@ impl Detector {
                 }
             }
             if let Some((s, e)) = cur {
-                self.run_line(input, s, e, &mut touched, cand, out, limit);
+                self.run_line(regexes, input, s, e, touched, cand, out, limit);
             }
         }
         if !self.always.is_empty() {
@@ -355,7 +433,7 @@ impl Detector {
             for e in memchr::memchr_iter(b'\n', input).chain(std::iter::once(input.len())) {
                 if e >= s {
                     for &r in &self.always {
-                        self.apply_rule(&self.rules[r as usize], input, s, e, out, limit);
+                        self.apply_rule(&mut scratch.regexes, r, input, s, e, out, limit);
                     }
                 }
                 s = e + 1;
@@ -374,6 +452,7 @@ impl Detector {
     #[allow(clippy::too_many_arguments)]
     fn run_line(
         &self,
+        regexes: &mut RegexScratch,
         input: &[u8],
         s: usize,
         e: usize,
@@ -384,20 +463,23 @@ impl Detector {
     ) {
         for &r in touched.iter() {
             cand[(r / 64) as usize] &= !(1 << (r % 64));
-            self.apply_rule(&self.rules[r as usize], input, s, e, out, limit);
+            self.apply_rule(regexes, r, input, s, e, out, limit);
         }
         touched.clear();
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply_rule(
         &self,
-        rule: &Rule,
+        regexes: &mut RegexScratch,
+        rule_index: u32,
         input: &[u8],
         ls: usize,
         le: usize,
         out: &mut Vec<Finding>,
         limit: usize,
     ) {
+        let rule = &self.rules[rule_index as usize];
         let line = &input[ls..le];
         if !rule
             .requires
@@ -407,22 +489,29 @@ impl Detector {
             return;
         }
         let regex = rule.regex.get();
-        let mut locs = regex.capture_locations();
+        let cache = regexes.caches[rule_index as usize].get_or_insert_with(|| regex.create_cache());
+        let slots = &mut regexes.slots;
+        slots.clear();
+        slots.resize(regex.group_info().slot_len(), None);
+        let group = |slots: &[Option<regex_automata::util::primitives::NonMaxUsize>], g: usize| {
+            Some((
+                slots.get(2 * g)?.as_ref()?.get(),
+                slots.get(2 * g + 1)?.as_ref()?.get(),
+            ))
+        };
         let mut at = 0;
         while at <= line.len() && out.len() < limit {
-            let Some(m) = regex.captures_read_at(&mut locs, line, at) else {
+            let input = regex_automata::Input::new(line).span(at..line.len());
+            if regex.search_slots_with(cache, &input, slots).is_none() {
                 break;
-            };
-            at = if m.end() > m.start() {
-                m.end()
-            } else {
-                m.end() + 1
-            };
-            let span = match rule.secret_group {
-                Some(g) => locs.get(g),
-                None => (1..locs.len()).find_map(|i| locs.get(i)),
             }
-            .unwrap_or((m.start(), m.end()));
+            let (start, end) = group(slots, 0).expect("a match has its overall span");
+            at = if end > start { end } else { end + 1 };
+            let span = match rule.secret_group {
+                Some(g) => group(slots, g),
+                None => (1..slots.len() / 2).find_map(|g| group(slots, g)),
+            }
+            .unwrap_or((start, end));
             let (mut s, mut e) = span;
             // trim escaped-quote residue and whitespace around the value
             while e > s && (line[e - 1] == b'\\' || line[e - 1].is_ascii_whitespace()) {
@@ -577,6 +666,8 @@ impl Detector {
     #[doc(hidden)]
     pub fn profile_rules(&self, input: &[u8]) -> Vec<(String, u128, usize)> {
         let mut stats = vec![(0u128, 0usize); self.rules.len()];
+        let mut scratch = Scratch::new();
+        scratch.for_detector(self);
         let mut hits = Vec::new();
         self.prefilter.find_all(input, &mut hits);
         let mut out = Vec::new();
@@ -592,7 +683,7 @@ impl Detector {
             for &r in &self.kw_rules[kw as usize] {
                 if done.insert(r) {
                     let t = std::time::Instant::now();
-                    self.apply_rule(&self.rules[r as usize], input, s, e, &mut out, usize::MAX);
+                    self.apply_rule(&mut scratch.regexes, r, input, s, e, &mut out, usize::MAX);
                     stats[r as usize].0 += t.elapsed().as_nanos();
                     stats[r as usize].1 += 1;
                 }

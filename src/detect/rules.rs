@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::meta::Regex;
+use regex_automata::util::syntax;
 use serde::{Deserialize, Serialize};
 
 use super::DetectError;
@@ -120,6 +121,11 @@ pub struct Rule {
 /// agent's memory with detection on. Every regex is still compiled once when
 /// rules load (one at a time, then dropped), so a bad rule fails there, with
 /// its id, and never on the data path.
+///
+/// The regex is searched with a cache the caller owns (see
+/// [`Scratch`](super::Scratch)), not one from the regex's own per-thread
+/// pool: a transform that runs on either runtime worker then keeps one lazy
+/// DFA per rule instead of one per thread that ever ran it.
 pub(crate) struct LazyRegex {
     pattern: String,
     compiled: std::sync::OnceLock<Regex>,
@@ -133,12 +139,25 @@ impl LazyRegex {
     }
 }
 
-fn build_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern)
-        .unicode(false)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(DFA_SIZE_LIMIT)
-        .build()
+/// What `regex::bytes::RegexBuilder` with `unicode(false)` builds: leftmost-first
+/// matching over arbitrary bytes, ASCII classes.
+fn build_regex(pattern: &str) -> Result<Regex, String> {
+    Regex::builder()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(
+            Regex::config()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .hybrid_cache_capacity(DFA_SIZE_LIMIT),
+        )
+        .build(pattern)
+        .map_err(
+            |e| match (e.syntax_error(), std::error::Error::source(&e)) {
+                (Some(syntax), _) => syntax.to_string(),
+                (None, Some(cause)) => format!("{e}: {cause}"),
+                (None, None) => e.to_string(),
+            },
+        )
 }
 
 impl fmt::Debug for Rule {
@@ -192,11 +211,13 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, DetectError> {
     if spec.regex.is_empty() {
         return Err(bad(spec, "regex", "must not be empty"));
     }
-    let regex = build_regex(&spec.regex).map_err(|e| bad(spec, "regex", e.to_string()))?;
+    let regex = build_regex(&spec.regex).map_err(|e| bad(spec, "regex", e))?;
     if regex.is_match(b"") {
         return Err(bad(spec, "regex", "matches the empty string"));
     }
-    let secret_group = regex.capture_names().position(|n| n == Some("secret"));
+    let secret_group = regex
+        .group_info()
+        .to_index(regex_automata::PatternID::ZERO, "secret");
     drop(regex);
     if spec.requires.iter().any(|r| r.is_empty()) {
         return Err(bad(spec, "requires", "empty literal"));

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::config::SecretString;
-use crate::detect::{Detector, DetectorConfig, Finding, Method, RuleSpec};
+use crate::detect::{Detector, DetectorConfig, Finding, Method, RuleSpec, Scratch};
 use crate::event::{Event, EventBatch, SpanData, SpanKind, SpanStatus, TraceIds};
 use crate::identity::inventory::Inventory;
 use crate::topology::component::{ComponentTask, TransformContext};
@@ -137,6 +137,7 @@ pub struct Redactor {
     detector: Arc<Detector>,
     inventory: Arc<Inventory>,
     emit_findings: bool,
+    scratch: Scratch,
     block: Vec<u8>,
     starts: Vec<usize>,
     findings: Vec<Finding>,
@@ -149,6 +150,7 @@ impl Redactor {
             detector,
             inventory: Arc::default(),
             emit_findings,
+            scratch: Scratch::new(),
             block: Vec::new(),
             starts: Vec::new(),
             findings: Vec::new(),
@@ -178,7 +180,9 @@ impl Redactor {
             self.block.push(b'\n');
         }
         self.findings.clear();
-        self.detector.scan(&self.block, &mut self.findings);
+        let known = Some(self.detector.known_values());
+        self.detector
+            .scan_in(&mut self.scratch, &self.block, known, &mut self.findings);
         if self.findings.is_empty() {
             return;
         }
@@ -200,8 +204,12 @@ impl Redactor {
         }
         for line in rescan {
             self.per_line[line].clear();
-            self.detector
-                .scan(&batch[line].body, &mut self.per_line[line]);
+            self.detector.scan_in(
+                &mut self.scratch,
+                &batch[line].body,
+                Some(self.detector.known_values()),
+                &mut self.per_line[line],
+            );
         }
         let mut spans = Vec::new();
         for (event, findings) in batch.iter_mut().zip(self.per_line.iter()) {

@@ -1,5 +1,6 @@
 //! Where detection spends its time on a given log: keyword-prefilter hits, and per rule the
-//! lines its regex was tried on and the time it took, slowest first.
+//! lines its regex was tried on, the time it took and the size its search cache grew to,
+//! slowest first.
 //!
 //! `cargo run --release --example rule_profile -- FILE [TOP]`
 
@@ -20,15 +21,24 @@ fn main() {
     let hits = detector.keyword_hits(&input);
     let prefilter = t.elapsed();
     let mut rules = detector.profile_rules(&input);
-    rules.sort_by_key(|r| std::cmp::Reverse(r.1));
-    let total: u128 = rules.iter().map(|r| r.1).sum();
+    rules.sort_by_key(|r| std::cmp::Reverse(r.nanos));
+    let total: u128 = rules.iter().map(|r| r.nanos).sum();
+    let cache: usize = rules.iter().map(|r| r.cache_bytes).sum();
     println!(
-        "{} MiB, {lines} lines: {hits} keyword hits, prefilter {:.0} ms, rules {:.0} ms",
+        "{} MiB, {lines} lines: {hits} keyword hits, prefilter {:.0} ms, rules {:.0} ms, \
+         regex caches {} KiB",
         input.len() >> 20,
         prefilter.as_secs_f64() * 1e3,
-        total as f64 / 1e6
+        total as f64 / 1e6,
+        cache >> 10
     );
-    for (id, ns, tried) in rules.iter().take(top) {
-        println!("{:>9.1} ms {tried:>9} lines  {id}", *ns as f64 / 1e6);
+    for rule in rules.iter().take(top) {
+        println!(
+            "{:>9.1} ms {:>9} lines {:>6} KiB cache  {}",
+            rule.nanos as f64 / 1e6,
+            rule.lines,
+            rule.cache_bytes >> 10,
+            rule.id
+        );
     }
 }

@@ -1,5 +1,8 @@
 //! False-positive controls: placeholders and references, CI identifiers, randomness scoring.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
 use memchr::memmem;
 
 /// Shannon entropy in bits per byte.
@@ -126,23 +129,25 @@ fn has_ascending_run(s: &[u8]) -> bool {
     })
 }
 
+/// Template and variable references (`${X}`, `$(cmd)`, `{{ x }}`, `#{x}`).
+const TEMPLATE_MARKERS: &[&[u8]] = &[b"${", b"$(", b"{{", b"}}", b"#{"];
+
+/// [`PLACEHOLDER_WORDS`] and [`TEMPLATE_MARKERS`] in one automaton: every
+/// candidate value of every rule goes through this, and one pass is about
+/// ten times cheaper than a search per word.
+static PLACEHOLDER_MARKS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(PLACEHOLDER_WORDS.iter().chain(TEMPLATE_MARKERS))
+        .expect("a few short literals")
+});
+
 /// Placeholder / reference / masked value: never a real secret.
 pub fn is_placeholder(s: &[u8]) -> bool {
     if s.is_empty() {
         return true;
     }
-    for w in PLACEHOLDER_WORDS {
-        if contains_ci(s, w) {
-            return true;
-        }
-    }
-    // template / variable references
-    if memmem::find(s, b"${").is_some()
-        || memmem::find(s, b"$(").is_some()
-        || memmem::find(s, b"{{").is_some()
-        || memmem::find(s, b"}}").is_some()
-        || memmem::find(s, b"#{").is_some()
-    {
+    if PLACEHOLDER_MARKS.is_match(s) {
         return true;
     }
     if has_format_ref(s) || has_ascending_run(s) || WELL_KNOWN_EXAMPLES.contains(&s) {
@@ -512,40 +517,49 @@ pub fn key_is_stopword(line: &[u8], start: usize) -> bool {
 /// and flood CI logs, so generic rules skip these lines.
 pub fn is_test_report_line(line: &[u8]) -> bool {
     // Anywhere in the line: CI runners put timestamps and colour codes first.
-    let has = |needle: &[u8]| memchr::memmem::find(line, needle).is_some();
-    const GO: [&[u8]; 7] = [
-        b"--- PASS: ",
-        b"--- FAIL: ",
-        b"--- SKIP: ",
-        b"=== RUN ",
-        b"=== PAUSE ",
-        b"=== CONT ",
-        b"=== NAME ",
-    ];
-    if GO.iter().any(|m| has(m)) {
-        return true;
+    let mut seen = 0u32;
+    for m in TEST_REPORT_MARKS.find_overlapping_iter(line) {
+        seen |= 1 << m.pattern().as_u32();
     }
-    if has(b"test ")
-        && [&b" ... ok"[..], b" ... FAILED", b" ... ignored"]
-            .iter()
-            .any(|s| has(s))
-    {
-        return true;
-    }
-    // pytest node ids (`file.py::test`) with a status word, which may be
-    // wrapped in colour codes.
-    has(b"::")
-        && [
-            &b"PASSED"[..],
-            b"FAILED",
-            b"SKIPPED",
-            b"XFAIL",
-            b"XPASS",
-            b"ERROR",
-        ]
-        .iter()
-        .any(|s| has(s))
+    let has = |bits: u32| seen & bits != 0;
+    has(GO) || (has(CARGO_TEST) && has(CARGO_RESULT)) || (has(PYTEST_ID) && has(PYTEST_STATUS))
 }
+
+/// The markers of [`is_test_report_line`]; a marker's bit is its index here.
+const TEST_REPORT_MARKERS: [&str; 18] = [
+    // Go's result and progress lines
+    "--- PASS: ",
+    "--- FAIL: ",
+    "--- SKIP: ",
+    "=== RUN ",
+    "=== PAUSE ",
+    "=== CONT ",
+    "=== NAME ",
+    // cargo test: `test a::b ... ok`
+    "test ",
+    " ... ok",
+    " ... FAILED",
+    " ... ignored",
+    // pytest node ids (`file.py::test`) with a status word, which may be
+    // wrapped in colour codes
+    "::",
+    "PASSED",
+    "FAILED",
+    "SKIPPED",
+    "XFAIL",
+    "XPASS",
+    "ERROR",
+];
+const GO: u32 = 0b111_1111;
+const CARGO_TEST: u32 = 1 << 7;
+const CARGO_RESULT: u32 = 0b111 << 8;
+const PYTEST_ID: u32 = 1 << 11;
+const PYTEST_STATUS: u32 = 0b11_1111 << 12;
+
+/// All the markers found in one pass: generic rules ask this of every line
+/// they run on.
+static TEST_REPORT_MARKS: LazyLock<AhoCorasick> =
+    LazyLock::new(|| AhoCorasick::new(TEST_REPORT_MARKERS).expect("a few short literals"));
 
 /// A bare hex git SHA / content digest in a line that talks about commits or hashes.
 pub fn is_hash_in_hash_context(secret: &[u8], line: &[u8]) -> bool {

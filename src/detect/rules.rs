@@ -110,6 +110,9 @@ pub struct Rule {
     pub ci_filter: bool,
     pub generic: bool,
     pub(crate) regex: LazyRegex,
+    /// `requires`, ready to search (building a searcher per line cost more
+    /// than the search)
+    pub(crate) required: Vec<memchr::memmem::Finder<'static>>,
     pub(crate) secret_group: Option<usize>,
     pub spec: RuleSpec,
 }
@@ -278,6 +281,11 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, DetectError> {
             pattern: spec.regex.clone(),
             compiled: std::sync::OnceLock::new(),
         },
+        required: spec
+            .requires
+            .iter()
+            .map(|r| memchr::memmem::Finder::new(r.as_bytes()).into_owned())
+            .collect(),
         secret_group,
         spec: spec.clone(),
     })

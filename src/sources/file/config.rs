@@ -91,6 +91,16 @@ pub struct FileSourceConfig {
     )]
     #[schemars(with = "String")]
     pub trailing_line_timeout: Duration,
+    /// Reads woken by file-system notifications are at least this far
+    /// apart: a write after a quiet spell is read at once, a stream of
+    /// small writes is read in rounds this far apart instead of once per
+    /// write. `"0s"` reads on every notification.
+    #[serde(
+        default = "default_min_read_interval",
+        deserialize_with = "humantime_duration::deserialize"
+    )]
+    #[schemars(with = "String")]
+    pub min_read_interval: Duration,
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
     /// Open file handles kept at most; the handles of the files idle longest
@@ -128,6 +138,9 @@ fn default_poll_interval() -> Duration {
 fn default_trailing_line_timeout() -> Duration {
     Duration::from_secs(1)
 }
+fn default_min_read_interval() -> Duration {
+    Duration::from_millis(100)
+}
 fn default_multiline_timeout() -> Duration {
     Duration::from_secs(1)
 }
@@ -155,6 +168,7 @@ impl FileSourceConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             poll_interval: default_poll_interval(),
             trailing_line_timeout: default_trailing_line_timeout(),
+            min_read_interval: default_min_read_interval(),
             multiline: None,
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             fingerprint_bytes: DEFAULT_FINGERPRINT_BYTES,

@@ -1301,3 +1301,56 @@ mod model {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_small_writes_is_read_in_rounds_min_read_interval_apart() -> MtTest {
+    let logs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = logs.path().join("app.log");
+    let mut c = config(&[glob(logs.path(), "*.log")]);
+    // Only notifications wake the source, and the interval is far longer
+    // than the whole stream of writes below takes.
+    c.poll_interval = Duration::from_secs(3600);
+    c.min_read_interval = Duration::from_secs(2);
+    append(&app, &lines("a", 0..1));
+    let mut src = start(&c, data.path());
+    let mut got = Vec::new();
+    src.collect(&mut got, has_all(&strings(&lines("a", 0..1))))
+        .await;
+    // Quiet for longer than the interval: the next write is read at once.
+    tokio::time::sleep(c.min_read_interval + Duration::from_millis(200)).await;
+    let stream = lines("b", 0..20);
+    let writer = {
+        let (app, stream) = (app.clone(), stream.clone());
+        std::thread::spawn(move || {
+            for line in stream {
+                append(&app, &[line]);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let mut batch_sizes = Vec::new();
+    let mut held = Vec::new();
+    src.collect_with(
+        &mut got,
+        &mut held,
+        |batch| {
+            batch_sizes.push(batch.len());
+            Some(DeliveryStatus::Delivered)
+        },
+        has_all(&strings(&stream)),
+    )
+    .await;
+    writer.join().unwrap();
+    src.stop(&mut got).await;
+    // The first write's round, then one round for everything written
+    // during the interval that followed it.
+    assert!(batch_sizes.len() <= 2, "batches: {batch_sizes:?}");
+    let mut all = lines("a", 0..1);
+    all.extend(stream);
+    let in_order: Vec<String> = got
+        .iter()
+        .map(|g| String::from_utf8_lossy(&g.body).into_owned())
+        .collect();
+    assert_eq!(in_order, all);
+}

@@ -303,10 +303,21 @@ pub struct Event {
 impl Event {
     /// A new log event observed now, with no acknowledgement attached.
     pub fn new(body: impl Into<Bytes>, origin: Origin, context: Arc<Context>) -> Self {
+        Self::observed(body, origin, context, SystemTime::now())
+    }
+
+    /// A new log event observed at `observed_at` (a source that reads many
+    /// lines at once reads the clock once).
+    pub fn observed(
+        body: impl Into<Bytes>,
+        origin: Origin,
+        context: Arc<Context>,
+        observed_at: SystemTime,
+    ) -> Self {
         Self {
             kind: EventKind::Log,
             body: body.into(),
-            observed_at: SystemTime::now(),
+            observed_at,
             timestamp: None,
             origin,
             attributes: Attributes::new(),

@@ -115,13 +115,9 @@ fn span(event: &Event, data: &SpanData) -> Span {
     }
 }
 
-/// Encodes the log events of batches as `ExportLogsServiceRequest` bytes,
-/// reusing its buffers from one batch to the next.
+/// Encodes the log events of batches as `ExportLogsServiceRequest` bytes.
 #[derive(Default)]
-pub struct LogsEncoder {
-    /// each record's encoded length, from the sizing pass
-    lengths: Vec<usize>,
-}
+pub struct LogsEncoder {}
 
 impl LogsEncoder {
     /// The protobuf bytes of the logs export request for the log events
@@ -138,12 +134,10 @@ impl LogsEncoder {
         let mut out = Vec::new();
         for (context, events) in groups {
             // Two passes: lengths first, so every byte is written once, in place.
-            self.lengths.clear();
-            self.lengths.extend(events.iter().map(|e| record::len(e)));
-            let records_len: usize = self
-                .lengths
+            let sized: Vec<record::Sized> = events.iter().map(|e| record::size(e)).collect();
+            let records_len: usize = sized
                 .iter()
-                .map(|&len| key_len(LOG_RECORDS) + encoded_len_varint(len as u64) + len)
+                .map(|r| key_len(LOG_RECORDS) + encoded_len_varint(r.len as u64) + r.len)
                 .sum();
             let resource = Resource {
                 attributes: key_values(&context.resource),
@@ -161,10 +155,10 @@ impl LogsEncoder {
             encode_key(SCOPE_LOGS, WireType::LengthDelimited, &mut out);
             encode_varint(scope_logs_len as u64, &mut out);
             prost::encoding::message::encode(SCOPE, &scope, &mut out);
-            for (event, &len) in events.iter().zip(&self.lengths) {
+            for (event, sized) in events.iter().zip(&sized) {
                 encode_key(LOG_RECORDS, WireType::LengthDelimited, &mut out);
-                encode_varint(len as u64, &mut out);
-                record::write(event, &mut out);
+                encode_varint(sized.len as u64, &mut out);
+                record::write(event, sized, &mut out);
             }
         }
         out
@@ -208,6 +202,14 @@ mod record {
         Value(&'a Value),
     }
 
+    /// What the sizing pass learnt of a record, for the writing pass.
+    pub(super) struct Sized<'a> {
+        /// the record's encoded length, without its own key and length
+        pub(super) len: usize,
+        /// the body as it goes (UTF-8 is checked once, here)
+        body: Any<'a>,
+    }
+
     /// Valid UTF-8 goes as a string; anything else as bytes, unchanged, so
     /// the collector receives exactly what was in the file.
     fn body(event: &Event) -> Any<'_> {
@@ -218,10 +220,7 @@ mod record {
     }
 
     fn attributes(event: &Event) -> impl Iterator<Item = (&str, &Value)> {
-        event
-            .attributes
-            .iter()
-            .chain(event.context.identity.iter())
+        event.attributes.iter().chain(event.context.identity.iter())
     }
 
     fn delimited_len(len: usize) -> usize {
@@ -248,27 +247,25 @@ mod record {
         key + delimited_len(any_len(value))
     }
 
-    /// The encoded length of `event`'s record (without its own key and length).
-    pub(super) fn len(event: &Event) -> usize {
+    /// Sizes `event`'s record.
+    pub(super) fn size(event: &Event) -> Sized<'_> {
+        let body = body(event);
         let mut len = 0;
         if event.timestamp.is_some_and(|t| unix_nanos(t) != 0) {
             len += KEY_LEN + 8;
         }
-        len += delimited_len(any_len(&body(event)));
+        len += delimited_len(any_len(&body));
         for (key, value) in attributes(event) {
             len += delimited_len(key_value_len(key, &Any::Value(value)));
         }
-        len += delimited_len(key_value_len(
-            SOURCE_KEY,
-            &Any::Text(&event.origin.source),
-        ));
+        len += delimited_len(key_value_len(SOURCE_KEY, &Any::Text(&event.origin.source)));
         if event.trace.is_some() {
             len += delimited_len(16) + delimited_len(8);
         }
         if unix_nanos(event.observed_at) != 0 {
             len += KEY_LEN + 8;
         }
-        len
+        Sized { len, body }
     }
 
     const SOURCE_KEY: &str = "tailguard.source";
@@ -315,17 +312,16 @@ mod record {
         out.extend_from_slice(&value.to_le_bytes());
     }
 
-    /// Writes `event`'s record, [`len`] bytes.
-    pub(super) fn write(event: &Event, out: &mut Vec<u8>) {
+    /// Writes `event`'s record, `sized.len` bytes.
+    pub(super) fn write(event: &Event, sized: &Sized, out: &mut Vec<u8>) {
         if let Some(t) = event.timestamp.map(unix_nanos)
             && t != 0
         {
             write_fixed64(TIME_UNIX_NANO, t, out);
         }
-        let body = body(event);
         encode_key(BODY, WireType::LengthDelimited, out);
-        encode_varint(any_len(&body) as u64, out);
-        write_any(&body, out);
+        encode_varint(any_len(&sized.body) as u64, out);
+        write_any(&sized.body, out);
         for (key, value) in attributes(event) {
             write_key_value(key, &Any::Value(value), out);
         }

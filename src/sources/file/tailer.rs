@@ -1356,6 +1356,8 @@ fn make_batch(
     }));
     let n = events.len();
     let mut batch = Vec::with_capacity(n);
+    // The lines of a batch were read together.
+    let observed_at = SystemTime::now();
     for (i, line) in events.into_iter().enumerate() {
         stats.lines += 1;
         let origin = Origin {
@@ -1364,7 +1366,7 @@ fn make_batch(
             offset: Some(line.start),
             file_id: Some(Arc::clone(&t.id)),
         };
-        let mut ev = Event::new(line.body, origin, Arc::clone(&s.context));
+        let mut ev = Event::observed(line.body, origin, Arc::clone(&s.context), observed_at);
         ev.attributes
             .insert("log.file.path", Arc::clone(&t.path_str));
         ev.attributes

@@ -118,13 +118,31 @@ impl LineReader {
     }
 
     /// Consumes `data` (the bytes at [`Self::offset`]) and appends every
-    /// completed line to `out`.
+    /// completed line to `out`, each body a copy.
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Line>) {
+        self.feed_with(data, out, |line| Bytes::copy_from_slice(&data[line]));
+    }
+
+    /// Like [`Self::feed`], but the body of a line that lies whole in `data`
+    /// is a slice of it, sharing its allocation: no allocation and no copy
+    /// per line. Such a line keeps all of `data` alive, so `data` should be
+    /// one read's worth, not a long-lived buffer.
+    pub fn feed_shared(&mut self, data: &Bytes, out: &mut Vec<Line>) {
+        self.feed_with(data, out, |line| data.slice(line));
+    }
+
+    fn feed_with(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<Line>,
+        body: impl Fn(std::ops::Range<usize>) -> Bytes,
+    ) {
         let mut pos = 0;
         while pos < data.len() {
             match memchr::memchr(b'\n', &data[pos..]) {
                 Some(i) => {
                     let seg = &data[pos..pos + i];
+                    let seg_start = pos;
                     self.offset += i as u64 + 1;
                     pos += i + 1;
                     if self.total == 0 && self.mid == MidLine::None {
@@ -134,7 +152,7 @@ impl LineReader {
                         out.push(Line {
                             start: self.line_start,
                             end: self.offset,
-                            body: Bytes::copy_from_slice(&seg[..take]),
+                            body: body(seg_start..seg_start + take),
                             truncated: len > self.max,
                             end_mid: MidLine::None,
                         });
@@ -289,8 +307,17 @@ mod tests {
             for c in cuts { chunks.push(&data[prev..c]); prev = c; }
             chunks.push(&data[prev..]);
             let mut split = LineReader::new(0, MidLine::None, max);
-            prop_assert_eq!(lines(&mut split, &chunks), expect);
+            prop_assert_eq!(lines(&mut split, &chunks), expect.clone());
             prop_assert_eq!(split.offset(), data.len() as u64);
+            // Sliced bodies are the same as copied ones.
+            let mut shared = LineReader::new(0, MidLine::None, max);
+            let mut out = Vec::new();
+            for c in &chunks {
+                shared.feed_shared(&Bytes::copy_from_slice(c), &mut out);
+            }
+            let got: Vec<(u64, Vec<u8>, bool)> =
+                out.into_iter().map(|l| (l.start, l.body.to_vec(), l.truncated)).collect();
+            prop_assert_eq!(got, expect);
         }
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::BytesMut;
 use notify::Watcher as _;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -267,6 +268,10 @@ pub(crate) struct RoundOutput {
     pub more: bool,
 }
 
+/// One read asks for at most this much (a round reads up to
+/// `read_batch_bytes` per file, in reads of this size).
+const MAX_READ_BYTES: usize = 256 * 1024;
+
 pub(crate) struct Tailer {
     s: Settings,
     files: HashMap<u64, Tracked>,
@@ -284,7 +289,6 @@ pub(crate) struct Tailer {
     initial: bool,
     last_scan: Option<Instant>,
     cursor: u64,
-    buf: Vec<u8>,
     pub(crate) checkpoint_changed: bool,
     /// The last checkpoint write failed (reported to health).
     pub(crate) checkpoint_failing: bool,
@@ -328,7 +332,6 @@ impl Tailer {
             initial: true,
             last_scan: None,
             cursor: 0,
-            buf: Vec::new(),
             checkpoint_changed: false,
             checkpoint_failing: false,
             stats: Stats::default(),
@@ -1059,16 +1062,24 @@ impl Tailer {
                     }
                     // Read up to this file's share.
                     let file = t.file.as_ref().expect("open");
-                    if self.buf.len() < batch_bytes.min(256 * 1024) {
-                        self.buf.resize(batch_bytes.min(256 * 1024), 0);
-                    }
+                    let mut remaining = size.saturating_sub(t.reader.offset());
                     while used < batch_bytes {
-                        let want = (batch_bytes - used).min(self.buf.len());
-                        match file.read_at(&mut self.buf[..want], t.reader.offset()) {
+                        // Each read gets its own buffer, which the lines read
+                        // whole from it share (see `LineReader::feed_shared`),
+                        // sized to what the file holds: a trickle must not pin
+                        // a large buffer per line in flight. A page at least,
+                        // for files that do not report their size.
+                        let want = (batch_bytes - used)
+                            .min(MAX_READ_BYTES)
+                            .min(remaining.max(4096) as usize);
+                        let mut chunk = BytesMut::zeroed(want);
+                        match file.read_at(&mut chunk, t.reader.offset()) {
                             Ok(0) => break,
                             Ok(n) => {
                                 used += n;
-                                t.reader.feed(&self.buf[..n], &mut lines);
+                                remaining = remaining.saturating_sub(n as u64);
+                                chunk.truncate(n);
+                                t.reader.feed_shared(&chunk.freeze(), &mut lines);
                             }
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) => {

@@ -165,12 +165,51 @@ pub struct Scratch {
     touched: Vec<u32>,
 }
 
-/// Per rule, its regex's search cache (made on the rule's first run), and
-/// one set of capture slots for whichever rule runs.
+/// Per rule, its regex's search cache (made when the rule runs), and one set
+/// of capture slots for whichever rule runs.
+///
+/// The caches together are kept under [`REGEX_CACHE_BUDGET`]: past it, the
+/// caches of the rules that ran longest ago are dropped (and made again if
+/// their rule runs again). A runner's logs keep a handful of rules busy (the
+/// generic ones, those whose keywords are common words); the hundred others
+/// that a rare secret wakes once would otherwise each keep up to a few
+/// hundred KiB for the agent's lifetime.
 #[derive(Default)]
 struct RegexScratch {
     caches: Vec<Option<regex_automata::meta::Cache>>,
+    /// per rule, the scan call it last ran in
+    last_used: Vec<u64>,
+    /// scan calls so far
+    calls: u64,
+    /// a cache was made since the budget was last checked
+    grown: bool,
     slots: Vec<Option<regex_automata::util::primitives::NonMaxUsize>>,
+}
+
+/// See [`RegexScratch`]. The busy rules of the bench corpus need about 4 MiB.
+const REGEX_CACHE_BUDGET: usize = 6 << 20;
+
+impl RegexScratch {
+    /// Drops the least recently used caches while over budget. Caches also
+    /// grow as they are used, so the sum is checked every 64 calls even when
+    /// none was made.
+    fn enforce_budget(&mut self) {
+        if !self.grown && !self.calls.is_multiple_of(64) {
+            return;
+        }
+        self.grown = false;
+        let mut total: usize = self.caches.iter().flatten().map(|c| c.memory_usage()).sum();
+        while total > REGEX_CACHE_BUDGET {
+            let Some(oldest) = (0..self.caches.len())
+                .filter(|&r| self.caches[r].is_some() && self.last_used[r] < self.calls)
+                .min_by_key(|&r| self.last_used[r])
+            else {
+                break;
+            };
+            let dropped = self.caches[oldest].take().expect("filtered to present");
+            total -= dropped.memory_usage();
+        }
+    }
 }
 
 impl Scratch {
@@ -185,6 +224,7 @@ impl Scratch {
             self.regexes
                 .caches
                 .resize_with(detector.rules.len(), || None);
+            self.regexes.last_used = vec![0; detector.rules.len()];
         }
     }
 }
@@ -346,6 +386,7 @@ impl Detector {
         out: &mut Vec<Finding>,
     ) {
         scratch.for_detector(self);
+        scratch.regexes.calls += 1;
         let limit = out.len() + MAX_FINDINGS_PER_CALL;
         let mut start = 0;
         while start < input.len() || (start == 0 && input.is_empty()) {
@@ -368,6 +409,7 @@ impl Detector {
             }
             start = end;
         }
+        scratch.regexes.enforce_budget();
     }
 
     fn scan_window(
@@ -490,7 +532,11 @@ impl Detector {
             return;
         }
         let regex = rule.regex.get();
-        let cache = regexes.caches[rule_index as usize].get_or_insert_with(|| regex.create_cache());
+        regexes.last_used[rule_index as usize] = regexes.calls;
+        let cache = regexes.caches[rule_index as usize].get_or_insert_with(|| {
+            regexes.grown = true;
+            regex.create_cache()
+        });
         let slots = &mut regexes.slots;
         slots.clear();
         slots.resize(regex.group_info().slot_len(), None);

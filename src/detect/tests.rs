@@ -401,3 +401,44 @@ fn windowed_scan_of_large_input_keeps_ranges() {
     assert_eq!(&big[out[0].range.clone()], secret.as_bytes());
     assert!(out[0].range.start > at);
 }
+
+#[test]
+fn regex_caches_stay_within_budget_and_eviction_changes_no_finding() {
+    let d = det();
+    let examples: Vec<&String> = d.rules().iter().flat_map(|r| &r.spec.examples).collect();
+    let mut scratch = Scratch::new();
+    let cache_bytes = |s: &Scratch| -> usize {
+        s.regexes
+            .caches
+            .iter()
+            .flatten()
+            .map(|c| c.memory_usage())
+            .sum()
+    };
+    let mut first = Vec::new();
+    let mut largest_in_one_call = 0;
+    for line in &examples {
+        let mut out = Vec::new();
+        d.scan_in(&mut scratch, line.as_bytes(), None, &mut out);
+        first.push(out);
+        // Only the caches of the rules that ran in the last call may be
+        // over budget.
+        let used_last: usize = (0..d.rules().len())
+            .filter(|&r| scratch.regexes.last_used[r] == scratch.regexes.calls)
+            .filter_map(|r| scratch.regexes.caches[r].as_ref())
+            .map(|c| c.memory_usage())
+            .sum();
+        largest_in_one_call = largest_in_one_call.max(used_last);
+        assert!(cache_bytes(&scratch) <= REGEX_CACHE_BUDGET + used_last);
+    }
+    assert!(
+        scratch.regexes.caches.iter().flatten().count() < d.rules().len(),
+        "every example woke its rule, so some caches must have been dropped"
+    );
+    // Again, with caches dropped and made anew: the same findings.
+    for (line, expected) in examples.iter().zip(&first) {
+        let mut out = Vec::new();
+        d.scan_in(&mut scratch, line.as_bytes(), None, &mut out);
+        assert_eq!(&out, expected, "{largest_in_one_call}");
+    }
+}

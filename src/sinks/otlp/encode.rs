@@ -117,7 +117,9 @@ fn span(event: &Event, data: &SpanData) -> Span {
 
 /// Encodes the log events of batches as `ExportLogsServiceRequest` bytes.
 #[derive(Default)]
-pub struct LogsEncoder {}
+pub struct LogsEncoder {
+    repeated: record::RepeatedAttributes,
+}
 
 impl LogsEncoder {
     /// The protobuf bytes of the logs export request for the log events
@@ -134,7 +136,9 @@ impl LogsEncoder {
         let mut out = Vec::new();
         for (context, events) in groups {
             // Two passes: lengths first, so every byte is written once, in place.
-            let sized: Vec<record::Sized> = events.iter().map(|e| record::size(e)).collect();
+            let repeated = &mut self.repeated;
+            let sized: Vec<record::Sized> =
+                events.iter().map(|e| record::size(e, repeated)).collect();
             let records_len: usize = sized
                 .iter()
                 .map(|r| key_len(LOG_RECORDS) + encoded_len_varint(r.len as u64) + r.len)
@@ -158,7 +162,7 @@ impl LogsEncoder {
             for (event, sized) in events.iter().zip(&sized) {
                 encode_key(LOG_RECORDS, WireType::LengthDelimited, &mut out);
                 encode_varint(sized.len as u64, &mut out);
-                record::write(event, sized, &mut out);
+                record::write(event, sized, &mut self.repeated, &mut out);
             }
         }
         out
@@ -247,18 +251,86 @@ mod record {
         key + delimited_len(any_len(value))
     }
 
+    /// The encoded `attributes` fields of string attributes, by position,
+    /// as last encoded. Consecutive records mostly repeat them (a file's
+    /// path, name and id, the source's name): comparing the strings and
+    /// copying the bytes is cheaper than encoding them again.
+    #[derive(Default)]
+    pub(super) struct RepeatedAttributes {
+        slots: Vec<Repeated>,
+        /// where other attributes are encoded, reused
+        scratch: Vec<u8>,
+    }
+
+    #[derive(Default)]
+    struct Repeated {
+        key: String,
+        value: String,
+        field: Vec<u8>,
+    }
+
+    impl Repeated {
+        /// The whole `attributes` field (tag, length, `KeyValue`) of the
+        /// string attribute at `position`.
+        fn field<'a>(
+            slots: &'a mut Vec<Repeated>,
+            position: usize,
+            key: &str,
+            value: &str,
+        ) -> &'a [u8] {
+            if slots.len() <= position {
+                slots.resize_with(position + 1, Repeated::default);
+            }
+            let slot = &mut slots[position];
+            if slot.key != key || slot.value != value {
+                slot.key.clear();
+                slot.key.push_str(key);
+                slot.value.clear();
+                slot.value.push_str(value);
+                slot.field.clear();
+                write_key_value(key, &Any::Text(value), &mut slot.field);
+            }
+            &slot.field
+        }
+    }
+
+    /// Calls `each` with the encoded `attributes` field of each attribute
+    /// of `event`, `tailguard.source` last.
+    fn for_each_attribute(
+        event: &Event,
+        repeated: &mut RepeatedAttributes,
+        mut each: impl FnMut(&[u8]),
+    ) {
+        let RepeatedAttributes { slots, scratch } = repeated;
+        let mut position = 0;
+        for (key, value) in attributes(event) {
+            match value {
+                Value::String(text) => each(Repeated::field(slots, position, key, text)),
+                other => {
+                    scratch.clear();
+                    write_key_value(key, &Any::Value(other), scratch);
+                    each(scratch);
+                }
+            }
+            position += 1;
+        }
+        each(Repeated::field(
+            slots,
+            position,
+            SOURCE_KEY,
+            &event.origin.source,
+        ));
+    }
+
     /// Sizes `event`'s record.
-    pub(super) fn size(event: &Event) -> Sized<'_> {
+    pub(super) fn size<'a>(event: &'a Event, repeated: &mut RepeatedAttributes) -> Sized<'a> {
         let body = body(event);
         let mut len = 0;
         if event.timestamp.is_some_and(|t| unix_nanos(t) != 0) {
             len += KEY_LEN + 8;
         }
         len += delimited_len(any_len(&body));
-        for (key, value) in attributes(event) {
-            len += delimited_len(key_value_len(key, &Any::Value(value)));
-        }
-        len += delimited_len(key_value_len(SOURCE_KEY, &Any::Text(&event.origin.source)));
+        for_each_attribute(event, repeated, |field| len += field.len());
         if event.trace.is_some() {
             len += delimited_len(16) + delimited_len(8);
         }
@@ -313,7 +385,12 @@ mod record {
     }
 
     /// Writes `event`'s record, `sized.len` bytes.
-    pub(super) fn write(event: &Event, sized: &Sized, out: &mut Vec<u8>) {
+    pub(super) fn write(
+        event: &Event,
+        sized: &Sized,
+        repeated: &mut RepeatedAttributes,
+        out: &mut Vec<u8>,
+    ) {
         if let Some(t) = event.timestamp.map(unix_nanos)
             && t != 0
         {
@@ -322,10 +399,7 @@ mod record {
         encode_key(BODY, WireType::LengthDelimited, out);
         encode_varint(any_len(&sized.body) as u64, out);
         write_any(&sized.body, out);
-        for (key, value) in attributes(event) {
-            write_key_value(key, &Any::Value(value), out);
-        }
-        write_key_value(SOURCE_KEY, &Any::Text(&event.origin.source), out);
+        for_each_attribute(event, repeated, |field| out.extend_from_slice(field));
         if let Some(t) = &event.trace {
             write_bytes(TRACE_ID, &t.trace_id, out);
             write_bytes(SPAN_ID, &t.span_id, out);
@@ -463,6 +537,8 @@ mod tests {
             event(b"\xffnot utf-8", &b),
             event(b"third", &a),
             event(b"", &a),
+            event(b"fifth", &a),
+            event(b"sixth", &a),
         ];
         events[0]
             .attributes
@@ -477,6 +553,14 @@ mod tests {
             span_id: [9; 8],
         });
         events[3].timestamp = Some(UNIX_EPOCH + std::time::Duration::from_secs(5));
+        // The same string attribute in a row, then another value in its
+        // place: repeated fields are copied, changed ones encoded anew.
+        events[4]
+            .attributes
+            .insert("log.file.path", "/var/log/x.log");
+        events[5]
+            .attributes
+            .insert("log.file.path", "/var/log/y.log");
         let mut encoder = LogsEncoder::default();
         // Twice, in different orders, so reused buffers carry over between
         // records of different shapes.

@@ -310,3 +310,53 @@ fn a_full_disk_buffer_blocks_the_pipeline_and_drops_nothing() {
     );
     assert!(!log.lock().unwrap().contains("dropped the oldest segment"));
 }
+
+#[test]
+fn a_collector_slower_than_the_source_holds_the_source_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every request takes 5 ms: at 20 records a request the collector takes
+    // at most 4,000 lines a second, far fewer than stdin brings.
+    let policy: Policy = Arc::new(|_| {
+        std::thread::sleep(Duration::from_millis(5));
+        None
+    });
+    let receiver = http_receiver(policy);
+    let config = otlp_config(
+        dir.path(),
+        &format!(
+            "protocol = \"http/protobuf\"\nendpoint = \"http://{}\"\nconcurrency = 1\nbatch = {{ max_events = 20, timeout = \"50ms\" }}",
+            receiver.addr
+        ),
+    );
+    let mut child = start(dir.path(), &config);
+    let sent = lines(20_000, "slow-collector");
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut stdin = child.stdin.take().unwrap();
+    let producer = {
+        let (sent, written) = (sent.clone(), Arc::clone(&written));
+        std::thread::spawn(move || {
+            for line in &sent {
+                writeln!(stdin, "{line}").unwrap();
+                written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    // The sink takes one source batch at a time, and only when no full
+    // batch of its own waits, so the pipe fills and the writer blocks. When
+    // it took every batch it was offered, it held all 20,000 lines in
+    // memory within a second (and a 256 MiB file took 921 MiB).
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_1500ms = written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        after_1500ms < sent.len(),
+        "the writer was never held back: {after_1500ms} lines written"
+    );
+    producer.join().unwrap();
+    let (status, log) = finish(child);
+    assert_eq!(status, Some(0), "{log}");
+    assert_eq!(
+        sorted(receiver.bodies()),
+        sorted(sent),
+        "0 lost, 0 duplicated"
+    );
+}

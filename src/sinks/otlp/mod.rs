@@ -141,7 +141,11 @@ async fn run(
                     anyhow::bail!("an export task failed: {e}");
                 }
             }
-            received = cx.input.recv(), if slot_free && input_open => match received {
+            // Input is taken only while no full batch waits: a source batch
+            // larger than the sink's would otherwise add more than each export
+            // takes away, and a collector slower than the source would grow
+            // `pending` without bound instead of pushing back.
+            received = cx.input.recv(), if slot_free && input_open && !pending.is_full(batch) => match received {
                 Some(events) => {
                     pending.push(events);
                     while pending.is_full(batch) && in_flight.len() < settings.concurrency {

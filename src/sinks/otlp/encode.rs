@@ -175,6 +175,8 @@ impl LogsEncoder {
 /// intermediate message: that copy, and prost computing nested lengths again
 /// at every level, were most of the sink's encoding time.
 mod record {
+    use std::sync::Arc;
+
     use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
     use super::unix_nanos;
@@ -265,7 +267,8 @@ mod record {
     #[derive(Default)]
     struct Repeated {
         key: String,
-        value: String,
+        /// Held, so that the same pointer always means the same text.
+        value: Option<Arc<str>>,
         field: Vec<u8>,
     }
 
@@ -276,17 +279,22 @@ mod record {
             slots: &'a mut Vec<Repeated>,
             position: usize,
             key: &str,
-            value: &str,
+            value: &Arc<str>,
         ) -> &'a [u8] {
             if slots.len() <= position {
                 slots.resize_with(position + 1, Repeated::default);
             }
             let slot = &mut slots[position];
-            if slot.key != key || slot.value != value {
+            // Records of one file share the very same value: a pointer
+            // comparison settles most cases without reading the text.
+            let same_value = slot
+                .value
+                .as_ref()
+                .is_some_and(|held| Arc::ptr_eq(held, value) || **held == **value);
+            if !same_value || slot.key != key {
                 slot.key.clear();
                 slot.key.push_str(key);
-                slot.value.clear();
-                slot.value.push_str(value);
+                slot.value = Some(Arc::clone(value));
                 slot.field.clear();
                 write_key_value(key, &Any::Text(value), &mut slot.field);
             }

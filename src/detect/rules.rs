@@ -104,14 +104,13 @@ pub struct Rule {
     pub family: Arc<str>,
     pub confidence: Confidence,
     pub keywords: Vec<String>,
-    pub requires: Vec<Vec<u8>>,
     pub validator: Option<Validator>,
     pub min_entropy: Option<f64>,
     pub ci_filter: bool,
     pub generic: bool,
     pub(crate) regex: LazyRegex,
-    /// `requires`, ready to search (building a searcher per line cost more
-    /// than the search)
+    /// The spec's `requires` literals, ready to search (building a searcher
+    /// per line cost more than the search)
     pub(crate) required: Vec<memchr::memmem::Finder<'static>>,
     pub(crate) secret_group: Option<usize>,
     pub spec: RuleSpec,
@@ -271,11 +270,6 @@ pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, DetectError> {
             .keywords
             .iter()
             .map(|k| k.to_ascii_lowercase())
-            .collect(),
-        requires: spec
-            .requires
-            .iter()
-            .map(|r| r.as_bytes().to_vec())
             .collect(),
         validator,
         min_entropy: spec.min_entropy,

@@ -27,10 +27,10 @@ pub mod validate;
 mod tests;
 
 use std::fmt;
-
-use regex_automata::util::pool::Pool;
 use std::ops::Range;
 use std::sync::Arc;
+
+use regex_automata::util::pool::Pool;
 
 use regex::bytes::{Regex, RegexBuilder};
 
@@ -184,6 +184,9 @@ struct RegexScratch {
     /// a cache was made since the budget was last checked
     grown: bool,
     slots: Vec<Option<regex_automata::util::primitives::NonMaxUsize>>,
+    /// whether the line the rules run on is a test-runner result line, once
+    /// a generic rule asked (several usually run on the same line)
+    test_report_line: Option<bool>,
 }
 
 /// See [`RegexScratch`]. The busy rules of the bench corpus need about 4 MiB.
@@ -474,6 +477,7 @@ impl Detector {
             let mut s = 0;
             for e in memchr::memchr_iter(b'\n', input).chain(std::iter::once(input.len())) {
                 if e >= s {
+                    scratch.regexes.test_report_line = None;
                     for &r in &self.always {
                         self.apply_rule(&mut scratch.regexes, r, input, s, e, out, limit);
                     }
@@ -503,6 +507,7 @@ impl Detector {
         out: &mut Vec<Finding>,
         limit: usize,
     ) {
+        regexes.test_report_line = None;
         for &r in touched.iter() {
             cand[(r / 64) as usize] &= !(1 << (r % 64));
             self.apply_rule(regexes, r, input, s, e, out, limit);
@@ -528,7 +533,11 @@ impl Detector {
         }
         // Generic rules take nothing from test-runner result lines; asking
         // before the regex runs spares it the lines that flood CI logs.
-        if rule.generic && filters::is_test_report_line(line) {
+        if rule.generic
+            && *regexes
+                .test_report_line
+                .get_or_insert_with(|| filters::is_test_report_line(line))
+        {
             return;
         }
         let regex = rule.regex.get();
@@ -727,6 +736,7 @@ impl Detector {
             if s != last_line {
                 done.clear();
                 last_line = s;
+                scratch.regexes.test_report_line = None;
             }
             for &r in &self.kw_rules[kw as usize] {
                 if done.insert(r) {

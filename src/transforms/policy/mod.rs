@@ -339,15 +339,9 @@ impl Engine {
             .collect();
         if matching.is_empty() {
             let alert = alert_span(detection, None, detection.kind.default_severity().as_str());
-            let action = action_span(
-                &alert,
-                detection,
-                ActionKind::Annotate,
-                &crate::respond::Outcome::Done,
-                None,
-            );
+            let annotate = annotation(&alert, detection);
             batch.push(alert);
-            batch.push(action);
+            batch.push(annotate);
             return;
         }
         for i in matching {
@@ -359,13 +353,7 @@ impl Engine {
             );
             // `annotate` (the alert itself) is always done at once; the
             // others are graduated steps for the actor.
-            let annotate = action_span(
-                &alert,
-                detection,
-                ActionKind::Annotate,
-                &crate::respond::Outcome::Done,
-                None,
-            );
+            let annotate = annotation(&alert, detection);
             let actions: Vec<ActionKind> = policy
                 .config
                 .actions
@@ -393,6 +381,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// The `annotate` action of an alert: done the moment the alert exists.
+fn annotation(alert: &Event, detection: &Detection) -> Event {
+    action_span(
+        alert,
+        detection,
+        ActionKind::Annotate,
+        &crate::respond::Outcome::Done,
+        None,
+    )
 }
 
 /// What an action would do, for a proposal span: the program only (its

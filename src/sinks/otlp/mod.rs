@@ -38,7 +38,7 @@ use crate::event::Event;
 use crate::sinks::disk_buffer::{self, DiskBufferConfig};
 use crate::topology::component::{ComponentTask, SinkContext};
 use config::{BufferConfig, OtlpSinkConfig, Settings};
-use transport::{Client, Failure, Payload, Prepared};
+use transport::{Client, Compressor, Failure, Payload, Prepared};
 
 pub use config::OtlpSinkConfig as Config;
 
@@ -128,7 +128,7 @@ async fn run(
     mut cx: SinkContext,
 ) -> anyhow::Result<()> {
     let mut pending = Pending::new();
-    let mut encoder = encode::LogsEncoder::default();
+    let mut encoding = Encoding::default();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let batch = &settings.batch;
     let mut input_open = true;
@@ -149,13 +149,13 @@ async fn run(
                 Some(events) => {
                     pending.push(events);
                     while pending.is_full(batch) && in_flight.len() < settings.concurrency {
-                        send(&settings, &client, &mut pending, &mut in_flight, &cx.name, &mut encoder);
+                        send(&settings, &client, &mut pending, &mut in_flight, &cx.name, &mut encoding);
                     }
                 }
                 None => input_open = false,
             },
             () = sleep_until(flush_at), if slot_free && flush_at.is_some() => {
-                send(&settings, &client, &mut pending, &mut in_flight, &cx.name, &mut encoder);
+                send(&settings, &client, &mut pending, &mut in_flight, &cx.name, &mut encoding);
             }
         }
         if !input_open {
@@ -168,7 +168,7 @@ async fn run(
                         &mut pending,
                         &mut in_flight,
                         &cx.name,
-                        &mut encoder,
+                        &mut encoding,
                     );
                 } else if let Some(Err(e)) = in_flight.join_next().await {
                     anyhow::bail!("an export task failed: {e}");
@@ -186,6 +186,13 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// What the sink keeps from one request to the next.
+#[derive(Default)]
+struct Encoding {
+    logs: encode::LogsEncoder,
+    compressor: Compressor,
+}
+
 /// Encodes the pending events and starts exporting them. The events
 /// themselves are released here; only their acknowledgements wait for the
 /// collector's answer.
@@ -195,11 +202,11 @@ fn send(
     pending: &mut Pending,
     in_flight: &mut JoinSet<()>,
     sink: &Arc<str>,
-    encoder: &mut encode::LogsEncoder,
+    encoding: &mut Encoding,
 ) {
     let events = pending.take_batch(&settings.batch);
-    for (payload, acks, records) in split_by_signal(events, encoder) {
-        let prepared = client.prepare(payload, records);
+    for (payload, acks, records) in split_by_signal(events, &mut encoding.logs) {
+        let prepared = client.prepare(payload, records, &mut encoding.compressor);
         let (settings, client, sink) = (Arc::clone(settings), Arc::clone(client), Arc::clone(sink));
         in_flight.spawn(async move {
             let status = export_until_settled(&settings, &client, &prepared, &sink, None)
@@ -336,6 +343,7 @@ async fn export_from_disk(
     sink: Arc<str>,
 ) -> anyhow::Result<()> {
     let mut in_flight: JoinSet<(u64, Option<DeliveryStatus>)> = JoinSet::new();
+    let mut compressor = Compressor::default();
     let mut reading = true;
     loop {
         tokio::select! {
@@ -352,7 +360,7 @@ async fn export_from_disk(
                         continue;
                     }
                 };
-                let prepared = client.prepare(payload, entry.count as usize);
+                let prepared = client.prepare(payload, entry.count as usize, &mut compressor);
                 let (settings, client, sink, stop) =
                     (Arc::clone(&settings), Arc::clone(&client), Arc::clone(&sink), stop_retrying.clone());
                 in_flight.spawn(async move {
@@ -391,7 +399,7 @@ async fn export_until_settled(
     let mut attempt: u32 = 0;
     let label = format!("sinks.{sink}");
     let m = crate::observe::metrics::metrics();
-    let signal = match prepared.payload.signal() {
+    let signal = match prepared.signal {
         config::Signal::Logs => "logs",
         config::Signal::Traces => "traces",
     };

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::ack::{AckRef, DeliveryStatus};
 
@@ -80,45 +81,97 @@ impl fmt::Display for Value {
     }
 }
 
+/// One attribute.
+pub type Attribute = (Key, Value);
+
 /// An ordered list of attributes. A handful of keys per event makes a vector
 /// faster than any map, and keeps the order they were added in for output.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Attributes(Vec<(Key, Value)>);
+///
+/// Attributes that every event of a source shares (a file's path and name)
+/// can be given once as a shared list: each event then holds one counted
+/// reference to it instead of copies, and its own list stays inline while it
+/// has one entry (a file line's offset), so a line costs no allocation here.
+/// The shared list comes first; an event's own list never repeats a key of
+/// it, since changing or removing a shared key makes the event's copy its
+/// own.
+#[derive(Clone, Debug, Default)]
+pub struct Attributes {
+    shared: Option<Arc<[Attribute]>>,
+    own: SmallVec<[Attribute; 1]>,
+}
 
 impl Attributes {
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
+    }
+
+    /// Starts from `shared`, which other events hold too.
+    pub fn with_shared(shared: Arc<[Attribute]>) -> Self {
+        Self {
+            shared: Some(shared),
+            own: SmallVec::new(),
+        }
     }
 
     /// Sets `key`, replacing an earlier value under the same key.
     pub fn insert(&mut self, key: impl Into<Key>, value: impl Into<Value>) {
         let key = key.into();
         let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
+        if self.shared_has(&key) {
+            self.unshare();
+        }
+        match self.own.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
-            None => self.0.push((key, value)),
+            None => self.own.push((key, value)),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let at = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(at).1)
+        if self.shared_has(key) {
+            self.unshare();
+        }
+        let at = self.own.iter().position(|(k, _)| k == key)?;
+        Some(self.own.remove(at).1)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+        let shared = self.shared.as_deref().unwrap_or_default();
+        shared
+            .iter()
+            .chain(self.own.iter())
+            .map(|(k, v)| (k.as_ref(), v))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.shared.as_ref().map_or(0, |s| s.len()) + self.own.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
+    }
+
+    fn shared_has(&self, key: &str) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.iter().any(|(k, _)| k == key))
+    }
+
+    /// Copies the shared list in front of this event's own, to change it.
+    fn unshare(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            self.own.insert_many(0, shared.iter().cloned());
+        }
+    }
+}
+
+/// Equal when they list the same attributes in the same order, shared or not.
+impl PartialEq for Attributes {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
     }
 }
 
@@ -403,6 +456,47 @@ pub fn count_settled(sink: &str, n: usize, status: DeliveryStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listed(attrs: &Attributes) -> Vec<(String, String)> {
+        attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn shared_attributes_read_as_if_each_event_had_its_own() {
+        let shared: Arc<[Attribute]> = Arc::new([
+            ("log.file.path".into(), Value::from("/var/log/a.log")),
+            ("log.file.name".into(), Value::from("a.log")),
+        ]);
+        let mut line = Attributes::with_shared(Arc::clone(&shared));
+        line.insert("tailguard.file.offset", 7i64);
+        let mut by_hand = Attributes::new();
+        by_hand.insert("log.file.path", "/var/log/a.log");
+        by_hand.insert("log.file.name", "a.log");
+        by_hand.insert("tailguard.file.offset", 7i64);
+        assert_eq!(line, by_hand);
+        assert_eq!(line.len(), 3);
+        assert_eq!(line.get("log.file.name"), Some(&Value::from("a.log")));
+
+        // Changing or removing a shared key changes this event only, in place.
+        let mut other = line.clone();
+        other.insert("log.file.path", "/elsewhere");
+        assert_eq!(
+            listed(&other),
+            [
+                ("log.file.path".into(), "/elsewhere".into()),
+                ("log.file.name".into(), "a.log".into()),
+                ("tailguard.file.offset".into(), "7".into()),
+            ]
+        );
+        assert_eq!(other.remove("log.file.name"), Some(Value::from("a.log")));
+        assert_eq!(other.get("log.file.name"), None);
+        assert_eq!(other.len(), 2);
+        assert_eq!(line, by_hand, "the other events keep the shared list");
+        assert_eq!(shared.len(), 2);
+    }
 
     #[test]
     fn insert_replaces_existing_key_in_place() {

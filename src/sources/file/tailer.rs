@@ -23,7 +23,7 @@ use super::fingerprint::{self, FileKey, Head, HeadCheck, Resume};
 use super::multiline::{Aggregator, Rules};
 use super::reader::{Line, LineReader, MidLine};
 use crate::ack::{AckRef, DeliveryStatus};
-use crate::event::{Context, Event, EventBatch, Origin};
+use crate::event::{Attribute, Attributes, Context, Event, EventBatch, Origin, Value};
 use crate::observe::metrics::{ComponentLabels, FileLabels, metrics};
 
 /// Most bytes read in one round over all files, so a round's batches stay a
@@ -135,7 +135,9 @@ struct Tracked {
     id: Arc<str>,
     path: Arc<Path>,
     path_str: Arc<str>,
-    name_str: Arc<str>,
+    /// What every line of this file carries (path, name and file id), held
+    /// once and shared by the events.
+    attributes: Arc<[Attribute]>,
     /// The canonical target when `path` is a symlink.
     target: Option<PathBuf>,
     file: Option<File>,
@@ -192,11 +194,28 @@ impl Tracked {
     fn set_path(&mut self, path: &Path) {
         self.path = Arc::from(path);
         self.path_str = Arc::from(path.to_string_lossy().as_ref());
-        self.name_str = Arc::from(
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
+        self.share_attributes();
+    }
+
+    /// Makes the attributes the file's lines share anew, after its path or
+    /// id changed.
+    fn share_attributes(&mut self) {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.attributes = Arc::new([
+            (
+                "log.file.path".into(),
+                Value::String(Arc::clone(&self.path_str)),
+            ),
+            ("log.file.name".into(), Value::from(name)),
+            (
+                "tailguard.file.id".into(),
+                Value::String(Arc::clone(&self.id)),
+            ),
+        ]);
     }
 
     /// Publishes how far reading is ahead of the acknowledged checkpoint.
@@ -848,7 +867,7 @@ impl Tailer {
             id: Arc::from(id.as_str()),
             path: Arc::from(path),
             path_str: Arc::from(""),
-            name_str: Arc::from(""),
+            attributes: Arc::new([]),
             target: None,
             file: Some(file),
             path_size: size,
@@ -1326,6 +1345,7 @@ fn reset_file(t: &mut Tracked, s: &Settings) {
     t.epoch += 1;
     t.generation += 1;
     t.id = Arc::from(fingerprint::file_id(t.key, t.birth, t.generation).as_str());
+    t.share_attributes();
     t.head = Head::default();
     t.reader = LineReader::new(0, MidLine::None, s.max_line_bytes);
     t.agg = s
@@ -1378,11 +1398,7 @@ fn make_batch(
             file_id: Some(Arc::clone(&t.id)),
         };
         let mut ev = Event::observed(line.body, origin, Arc::clone(&s.context), observed_at);
-        ev.attributes
-            .insert("log.file.path", Arc::clone(&t.path_str));
-        ev.attributes
-            .insert("log.file.name", Arc::clone(&t.name_str));
-        ev.attributes.insert("tailguard.file.id", Arc::clone(&t.id));
+        ev.attributes = Attributes::with_shared(Arc::clone(&t.attributes));
         ev.attributes.insert("tailguard.file.offset", line.start);
         if line.truncated {
             stats.truncated_lines += 1;

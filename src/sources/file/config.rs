@@ -138,8 +138,11 @@ fn default_poll_interval() -> Duration {
 fn default_trailing_line_timeout() -> Duration {
     Duration::from_secs(1)
 }
+/// As often as otelcol-contrib's filelog receiver polls by default
+/// (`poll_interval`, 200 ms). At 1 MiB/s in 10 ms writes, 200 ms took the
+/// agent from 2.17-2.23% to 1.83-1.87% of a core against 100 ms.
 fn default_min_read_interval() -> Duration {
-    Duration::from_millis(100)
+    Duration::from_millis(200)
 }
 fn default_multiline_timeout() -> Duration {
     Duration::from_secs(1)

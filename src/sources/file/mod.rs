@@ -13,7 +13,7 @@
 //! max_line_bytes = 102400             # longer lines are cut and flagged
 //! poll_interval = "1s"                # glob walk / fallback when notifications miss
 //! trailing_line_timeout = "1s"        # quiet time before an unterminated last line is sent
-//! min_read_interval = "100ms"         # notified reads at least this far apart (batches small writes)
+//! min_read_interval = "200ms"         # notified reads at least this far apart (batches small writes)
 //! max_open_files = 1024
 //! fingerprint_bytes = 1024            # leading bytes checksummed for identity
 //! checkpoint_interval = "1s"

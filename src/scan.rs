@@ -110,18 +110,23 @@ fn locate(
     found: &mut dyn FnMut(Located),
 ) -> u64 {
     let newlines = |bytes: &[u8]| bytecount::count(bytes, b'\n') as u64;
-    // The line of `counted_to`, moved finding by finding (in either
-    // direction: findings keep the order the detector gave them).
-    let (mut counted_to, mut line) = (0, first_line);
+    // The line of `counted_to` and where that line starts, moved finding by
+    // finding; forward (the usual order) only the bytes in between are
+    // looked at, so many findings on one long line stay linear.
+    let (mut counted_to, mut line, mut line_start) = (0, first_line, 0);
     for finding in findings.drain(..) {
         let start = finding.range.start;
         if start >= counted_to {
-            line += newlines(&block[counted_to..start]);
+            let between = &block[counted_to..start];
+            line += newlines(between);
+            if let Some(nl) = memchr::memrchr(b'\n', between) {
+                line_start = counted_to + nl + 1;
+            }
         } else {
             line -= newlines(&block[start..counted_to]);
+            line_start = memchr::memrchr(b'\n', &block[..start]).map_or(0, |nl| nl + 1);
         }
         counted_to = start;
-        let line_start = memchr::memrchr(b'\n', &block[..start]).map_or(0, |nl| nl + 1);
         found(Located {
             path: name.to_string(),
             line,

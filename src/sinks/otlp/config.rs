@@ -77,8 +77,8 @@ pub enum BufferConfig {
 }
 
 /// With 2, shipping 256 MiB with detection waited on the collector's round
-/// trips (43 MiB/s at 0.55 of a core); 4 reached 51 MiB/s at the same CPU
-/// and peak RSS. otelcol's exporters run 10 senders by default.
+/// trips (43 MiB/s at 0.55 of a core); 4 reached 51 MiB/s with no more CPU
+/// and the same peak RSS. otelcol's exporters run 10 senders by default.
 fn default_concurrency() -> usize {
     4
 }

@@ -137,7 +137,7 @@ impl LogsEncoder {
         for (context, events) in groups {
             // Two passes: lengths first, so every byte is written once, in place.
             let repeated = &mut self.repeated;
-            let sized: Vec<record::Sized> =
+            let sized: Vec<record::Measured> =
                 events.iter().map(|e| record::size(e, repeated)).collect();
             let records_len: usize = sized
                 .iter()
@@ -209,7 +209,7 @@ mod record {
     }
 
     /// What the sizing pass learnt of a record, for the writing pass.
-    pub(super) struct Sized<'a> {
+    pub(super) struct Measured<'a> {
         /// the record's encoded length, without its own key and length
         pub(super) len: usize,
         /// the body as it goes (UTF-8 is checked once, here)
@@ -331,7 +331,7 @@ mod record {
     }
 
     /// Sizes `event`'s record.
-    pub(super) fn size<'a>(event: &'a Event, repeated: &mut RepeatedAttributes) -> Sized<'a> {
+    pub(super) fn size<'a>(event: &'a Event, repeated: &mut RepeatedAttributes) -> Measured<'a> {
         let body = body(event);
         let mut len = 0;
         if event.timestamp.is_some_and(|t| unix_nanos(t) != 0) {
@@ -345,7 +345,7 @@ mod record {
         if unix_nanos(event.observed_at) != 0 {
             len += KEY_LEN + 8;
         }
-        Sized { len, body }
+        Measured { len, body }
     }
 
     const SOURCE_KEY: &str = "tailguard.source";
@@ -395,7 +395,7 @@ mod record {
     /// Writes `event`'s record, `sized.len` bytes.
     pub(super) fn write(
         event: &Event,
-        sized: &Sized,
+        sized: &Measured,
         repeated: &mut RepeatedAttributes,
         out: &mut Vec<u8>,
     ) {

@@ -581,8 +581,8 @@ mod tests {
     fn a_reused_gzip_stream_makes_a_whole_member_per_request() {
         use std::io::Read;
         let mut compressor = Compressor::default();
-        // The second body is larger than the first's output buffer, and both
-        // share a prefix: a stream not reset would carry the first's window.
+        // The second body outgrows the first output buffer; the third
+        // repeats the first, so state carried between requests would show.
         let first = Bytes::from(b"resource attributes ".repeat(50));
         let second: Vec<u8> = (0..200_000u32)
             .flat_map(|i| (i * 7919).to_le_bytes())

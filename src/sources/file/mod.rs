@@ -206,7 +206,7 @@ fn make_watcher(
     use notify::event::{EventKind, ModifyKind};
     const BACKLOG: Duration = Duration::from_millis(5);
     let pause = min_read_interval.min(MAX_WATCH_PAUSE);
-    let mut paused_until: Option<std::time::Instant> = None;
+    let mut last_pause_end: Option<std::time::Instant> = None;
     let handler = move |res: notify::Result<notify::Event>| {
         let mut write = false;
         {
@@ -229,11 +229,11 @@ fn make_watcher(
             }
         }
         wake.notify_one();
-        if !write || pause.is_zero() || paused_until.is_some_and(|t| t.elapsed() < BACKLOG) {
+        if !write || pause.is_zero() || last_pause_end.is_some_and(|t| t.elapsed() < BACKLOG) {
             return;
         }
         std::thread::sleep(pause);
-        paused_until = Some(std::time::Instant::now());
+        last_pause_end = Some(std::time::Instant::now());
     };
     match notify::recommended_watcher(handler) {
         Ok(w) => Some(w),

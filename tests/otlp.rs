@@ -21,6 +21,14 @@ fn otlp_config(dir: &Path, sink_options: &str) -> std::path::PathBuf {
     )
 }
 
+/// An OTLP/HTTP sink sending to the test receiver at `addr`.
+fn http_config(dir: &Path, addr: impl std::fmt::Display, sink_options: &str) -> std::path::PathBuf {
+    otlp_config(
+        dir,
+        &format!("protocol = \"http/protobuf\"\nendpoint = \"http://{addr}\"\n{sink_options}"),
+    )
+}
+
 fn start(dir: &Path, config: &Path) -> Child {
     spawn_run(dir, config)
 }
@@ -107,12 +115,10 @@ fn http_honours_retry_after_on_503_and_429_and_loses_nothing() {
         _ => None,
     });
     let receiver = http_receiver(policy);
-    let config = otlp_config(
+    let config = http_config(
         dir.path(),
-        &format!(
-            "protocol = \"http/protobuf\"\nendpoint = \"http://{}\"\ncompression = \"zstd\"\nconcurrency = 1\nbatch = {{ max_events = 20, timeout = \"50ms\" }}",
-            receiver.addr
-        ),
+        receiver.addr,
+        "compression = \"zstd\"\nconcurrency = 1\nbatch = { max_events = 20, timeout = \"50ms\" }",
     );
     let mut child = start(dir.path(), &config);
     let sent = lines(300, "http");
@@ -321,12 +327,10 @@ fn a_collector_slower_than_the_source_holds_the_source_back() {
         None
     });
     let receiver = http_receiver(policy);
-    let config = otlp_config(
+    let config = http_config(
         dir.path(),
-        &format!(
-            "protocol = \"http/protobuf\"\nendpoint = \"http://{}\"\nconcurrency = 1\nbatch = {{ max_events = 20, timeout = \"50ms\" }}",
-            receiver.addr
-        ),
+        receiver.addr,
+        "concurrency = 1\nbatch = { max_events = 20, timeout = \"50ms\" }",
     );
     let mut child = start(dir.path(), &config);
     let sent = lines(20_000, "slow-collector");

@@ -517,49 +517,48 @@ pub fn key_is_stopword(line: &[u8], start: usize) -> bool {
 /// and flood CI logs, so generic rules skip these lines.
 pub fn is_test_report_line(line: &[u8]) -> bool {
     // Anywhere in the line: CI runners put timestamps and colour codes first.
-    let mut seen = 0u32;
-    for m in TEST_REPORT_MARKS.find_overlapping_iter(line) {
-        seen |= 1 << m.pattern().as_u32();
-    }
-    let has = |bits: u32| seen & bits != 0;
-    has(GO) || (has(CARGO_TEST) && has(CARGO_RESULT)) || (has(PYTEST_ID) && has(PYTEST_STATUS))
+    // Each runner's markers share a lead (`--- `, `=== `, ` ... `, `::`) that
+    // one memmem pass finds; only its hits are looked at further. An
+    // overlapping Aho-Corasick search for all the markers cost twice as much,
+    // and generic rules ask this of most lines they run on.
+    let m = &*TEST_REPORT_LEADS;
+    let lead_then = |lead: &memmem::Finder, next: &[&[u8]]| {
+        lead.find_iter(line).any(|at| {
+            let rest = &line[at + lead.needle().len()..];
+            next.iter().any(|word| rest.starts_with(word))
+        })
+    };
+    // Go's result and progress lines
+    lead_then(&m.go_result, &[b"PASS: ", b"FAIL: ", b"SKIP: "])
+        || lead_then(&m.go_progress, &[b"RUN ", b"PAUSE ", b"CONT ", b"NAME "])
+        // cargo test: `test a::b ... ok`
+        || (lead_then(&m.cargo_result, &[b"ok", b"FAILED", b"ignored"])
+            && m.cargo_test.find(line).is_some())
+        // pytest node ids (`file.py::test`) with a status word, which may be
+        // wrapped in colour codes
+        || (m.pytest_id.find(line).is_some() && PYTEST_STATUS.is_match(line))
 }
 
-/// The markers of [`is_test_report_line`]; a marker's bit is its index here.
-const TEST_REPORT_MARKERS: [&str; 18] = [
-    // Go's result and progress lines
-    "--- PASS: ",
-    "--- FAIL: ",
-    "--- SKIP: ",
-    "=== RUN ",
-    "=== PAUSE ",
-    "=== CONT ",
-    "=== NAME ",
-    // cargo test: `test a::b ... ok`
-    "test ",
-    " ... ok",
-    " ... FAILED",
-    " ... ignored",
-    // pytest node ids (`file.py::test`) with a status word, which may be
-    // wrapped in colour codes
-    "::",
-    "PASSED",
-    "FAILED",
-    "SKIPPED",
-    "XFAIL",
-    "XPASS",
-    "ERROR",
-];
-const GO: u32 = 0b111_1111;
-const CARGO_TEST: u32 = 1 << 7;
-const CARGO_RESULT: u32 = 0b111 << 8;
-const PYTEST_ID: u32 = 1 << 11;
-const PYTEST_STATUS: u32 = 0b11_1111 << 12;
+struct TestReportLeads {
+    go_result: memmem::Finder<'static>,
+    go_progress: memmem::Finder<'static>,
+    cargo_result: memmem::Finder<'static>,
+    cargo_test: memmem::Finder<'static>,
+    pytest_id: memmem::Finder<'static>,
+}
 
-/// All the markers found in one pass: generic rules ask this of every line
-/// they run on.
-static TEST_REPORT_MARKS: LazyLock<AhoCorasick> =
-    LazyLock::new(|| AhoCorasick::new(TEST_REPORT_MARKERS).expect("a few short literals"));
+static TEST_REPORT_LEADS: LazyLock<TestReportLeads> = LazyLock::new(|| TestReportLeads {
+    go_result: memmem::Finder::new(b"--- "),
+    go_progress: memmem::Finder::new(b"=== "),
+    cargo_result: memmem::Finder::new(b" ... "),
+    cargo_test: memmem::Finder::new(b"test "),
+    pytest_id: memmem::Finder::new(b"::"),
+});
+
+static PYTEST_STATUS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::new(["PASSED", "FAILED", "SKIPPED", "XFAIL", "XPASS", "ERROR"])
+        .expect("a few short literals")
+});
 
 /// A bare hex git SHA / content digest in a line that talks about commits or hashes.
 pub fn is_hash_in_hash_context(secret: &[u8], line: &[u8]) -> bool {

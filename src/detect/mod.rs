@@ -274,9 +274,17 @@ impl Detector {
                 return Err(DetectError::UnknownRule(d.clone()));
             }
         }
+        let builtin = specs.len() - cfg.extra_rules.len();
         let mut compiled = Vec::with_capacity(specs.len());
-        for s in specs.iter().filter(|s| !cfg.disable_rules.contains(&s.id)) {
-            compiled.push(rules::compile_rule(s)?);
+        for (i, s) in specs.iter().enumerate() {
+            if cfg.disable_rules.contains(&s.id) {
+                continue;
+            }
+            compiled.push(if i < builtin {
+                rules::compile_builtin_rule(s)?
+            } else {
+                rules::compile_rule(s)?
+            });
         }
         let mut allowlist = Vec::new();
         for (i, a) in cfg.allowlist.iter().enumerate() {
@@ -566,7 +574,7 @@ impl Detector {
             }
             let (start, end) = group(slots, 0).expect("a match has its overall span");
             at = if end > start { end } else { end + 1 };
-            let span = match rule.secret_group {
+            let span = match rule.regex.secret_group() {
                 Some(g) => group(slots, g),
                 None => (1..slots.len() / 2).find_map(|g| group(slots, g)),
             }

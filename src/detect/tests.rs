@@ -13,6 +13,17 @@ fn shared_det() -> &'static Detector {
     D.get_or_init(det)
 }
 
+/// A start does not build the built-in regexes to check them (see
+/// `rules::LazyRegex`); this does, with the checks a user's rule gets.
+#[test]
+fn every_builtin_rule_compiles() {
+    for spec in rules::builtin_rule_specs() {
+        let rule = rules::compile_rule(&spec).unwrap_or_else(|e| panic!("{e}"));
+        let named = spec.regex.contains("(?P<secret>") || spec.regex.contains("(?<secret>");
+        assert_eq!(rule.regex.secret_group().is_some(), named, "{}", spec.id);
+    }
+}
+
 #[test]
 fn at_least_150_rules() {
     assert!(

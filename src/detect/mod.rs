@@ -183,6 +183,8 @@ struct RegexScratch {
     calls: u64,
     /// a cache was made since the budget was last checked
     grown: bool,
+    /// the most the caches may hold together; 0 means [`REGEX_CACHE_BUDGET`]
+    budget: usize,
     slots: Vec<Option<regex_automata::util::primitives::NonMaxUsize>>,
     /// whether the line the rules run on is a test-runner result line, once
     /// a generic rule asked (several usually run on the same line)
@@ -205,7 +207,12 @@ impl RegexScratch {
         }
         self.grown = false;
         let mut total: usize = self.caches.iter().flatten().map(|c| c.memory_usage()).sum();
-        while total > REGEX_CACHE_BUDGET {
+        let budget = if self.budget == 0 {
+            REGEX_CACHE_BUDGET
+        } else {
+            self.budget
+        };
+        while total > budget {
             let Some(oldest) = (0..self.caches.len())
                 .filter(|&r| self.caches[r].is_some() && self.last_used[r] < self.calls)
                 .min_by_key(|&r| self.last_used[r])
@@ -221,6 +228,15 @@ impl RegexScratch {
 impl Scratch {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A scratch whose regex caches may together hold `bytes` rather than
+    /// [`REGEX_CACHE_BUDGET`]: for a one-shot scan that trades memory for
+    /// fewer rebuilt caches.
+    pub fn with_regex_cache_budget(bytes: usize) -> Self {
+        let mut scratch = Self::default();
+        scratch.regexes.budget = bytes.max(1);
+        scratch
     }
 
     fn for_detector(&mut self, detector: &Detector) {

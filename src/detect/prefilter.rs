@@ -318,6 +318,9 @@ pub(crate) struct Prefilter {
     short_ids: Vec<u32>,
     /// rare bytes (at most 3) through which all short keywords are found with `memchr`
     rare: Vec<u8>,
+    /// (rare byte, its offset in a short keyword, the keyword) for every rare byte in every
+    /// short keyword
+    rare_at: Vec<(u8, u32, u32)>,
     /// whether this CPU can run [`Prefilter::probe_avx2`]
     avx2: bool,
 }
@@ -415,6 +418,17 @@ impl Prefilter {
             .iter()
             .map(|k| k.as_bytes().to_ascii_lowercase())
             .collect();
+        let rare_at = short_ids
+            .iter()
+            .flat_map(|&kw| {
+                let k = &keywords[kw as usize];
+                let rare = &rare;
+                k.iter()
+                    .enumerate()
+                    .filter(move |(_, b)| rare.contains(b))
+                    .map(move |(off, &b)| (b, off as u32, kw))
+            })
+            .collect();
         Ok(Prefilter {
             bits,
             bits2,
@@ -424,6 +438,7 @@ impl Prefilter {
             short,
             short_ids,
             rare,
+            rare_at,
             avx2: avx2_available(),
         })
     }
@@ -705,15 +720,14 @@ impl Prefilter {
         if !self.rare.is_empty() {
             let before = hits.len();
             let mut short_at = |p: usize| {
-                for &kw in &self.short_ids {
+                for &(byte, off, kw) in &self.rare_at {
                     let k = &self.keywords[kw as usize];
-                    for (off, _) in k.iter().enumerate().filter(|(_, x)| **x == hay[p]) {
-                        if p >= off
-                            && p - off + k.len() <= n
-                            && hay[p - off..p - off + k.len()].eq_ignore_ascii_case(k)
-                        {
-                            hits.push((p - off, kw));
-                        }
+                    if byte == hay[p]
+                        && let Some(s) = p.checked_sub(off as usize)
+                        && let Some(candidate) = hay.get(s..s + k.len())
+                        && candidate.eq_ignore_ascii_case(k)
+                    {
+                        hits.push((s, kw));
                     }
                 }
             };

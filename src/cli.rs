@@ -465,6 +465,7 @@ fn scan(args: ScanArgs) -> u8 {
     });
     let detector = match crate::detect::Detector::new(&crate::detect::DetectorConfig {
         fingerprint_key: key,
+        lazy_dfa_capacity: Some(crate::scan::SCAN_LAZY_DFA_CAPACITY),
         ..Default::default()
     }) {
         Ok(d) => Arc::new(d),

@@ -67,6 +67,10 @@ pub struct DetectorConfig {
     pub allowlist: Vec<String>,
     /// Built-in or extra rule ids to disable.
     pub disable_rules: Vec<String>,
+    /// How large each rule's lazy DFA may grow before it is cleared and built again; `None`
+    /// means [`rules::LAZY_DFA_CAPACITY`]. A one-shot `scan` raises it (see
+    /// `scan::SCAN_LAZY_DFA_CAPACITY`); the agent keeps the default for its memory.
+    pub lazy_dfa_capacity: Option<usize>,
 }
 
 impl fmt::Debug for DetectorConfig {
@@ -76,6 +80,7 @@ impl fmt::Debug for DetectorConfig {
             .field("extra_rules", &self.extra_rules.len())
             .field("allowlist", &self.allowlist)
             .field("disable_rules", &self.disable_rules)
+            .field("lazy_dfa_capacity", &self.lazy_dfa_capacity)
             .finish()
     }
 }
@@ -296,11 +301,15 @@ impl Detector {
             if cfg.disable_rules.contains(&s.id) {
                 continue;
             }
-            compiled.push(if i < builtin {
+            let mut rule = if i < builtin {
                 rules::compile_builtin_rule(s)?
             } else {
                 rules::compile_rule(s)?
-            });
+            };
+            if let Some(capacity) = cfg.lazy_dfa_capacity {
+                rule.regex.set_lazy_dfa_capacity(capacity);
+            }
+            compiled.push(rule);
         }
         let mut allowlist = Vec::new();
         for (i, a) in cfg.allowlist.iter().enumerate() {

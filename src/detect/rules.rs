@@ -131,6 +131,7 @@ pub struct Rule {
 /// DFA per rule instead of one per thread that ever ran it.
 pub(crate) struct LazyRegex {
     pattern: String,
+    lazy_dfa_capacity: usize,
     /// the regex, and the index of its group named `secret` if it has one
     compiled: std::sync::OnceLock<(Regex, Option<usize>)>,
 }
@@ -145,9 +146,14 @@ impl LazyRegex {
         self.compiled().1
     }
 
+    /// Sets the capacity the regex is built with; before its first use.
+    pub(crate) fn set_lazy_dfa_capacity(&mut self, bytes: usize) {
+        self.lazy_dfa_capacity = bytes;
+    }
+
     fn compiled(&self) -> &(Regex, Option<usize>) {
         self.compiled.get_or_init(|| {
-            let regex = build_regex(&self.pattern)
+            let regex = build_regex(&self.pattern, self.lazy_dfa_capacity)
                 .expect("a user rule's pattern compiled when it loaded, a built-in one in tests");
             let secret = regex
                 .group_info()
@@ -159,7 +165,7 @@ impl LazyRegex {
 
 /// What `regex::bytes::RegexBuilder` with `unicode(false)` builds: leftmost-first
 /// matching over arbitrary bytes, ASCII classes.
-fn build_regex(pattern: &str) -> Result<Regex, String> {
+fn build_regex(pattern: &str, lazy_dfa_capacity: usize) -> Result<Regex, String> {
     Regex::builder()
         .syntax(syntax::Config::new().unicode(false).utf8(false))
         .configure(
@@ -170,7 +176,7 @@ fn build_regex(pattern: &str) -> Result<Regex, String> {
                 // log wakes.
                 .onepass(false)
                 .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                .hybrid_cache_capacity(DFA_SIZE_LIMIT),
+                .hybrid_cache_capacity(lazy_dfa_capacity),
         )
         .build(pattern)
         .map_err(
@@ -206,7 +212,9 @@ fn bad(spec: &RuleSpec, field: &'static str, msg: impl Into<String>) -> DetectEr
 
 /// Limits on compiled regex size (bounded memory for any rule set).
 const REGEX_SIZE_LIMIT: usize = 8 << 20;
-const DFA_SIZE_LIMIT: usize = 2 << 20;
+/// How large a rule's lazy DFA may grow before it is cleared (and its states built again as
+/// lines need them), unless the detector's configuration says otherwise.
+pub const LAZY_DFA_CAPACITY: usize = 2 << 20;
 
 /// Compiles a user or built-in rule, naming the rule id and field on error.
 pub fn compile_rule(spec: &RuleSpec) -> Result<Rule, DetectError> {
@@ -244,7 +252,8 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
         return Err(bad(spec, "regex", "must not be empty"));
     }
     if check_regex {
-        let regex = build_regex(&spec.regex).map_err(|e| bad(spec, "regex", e))?;
+        let regex =
+            build_regex(&spec.regex, LAZY_DFA_CAPACITY).map_err(|e| bad(spec, "regex", e))?;
         if regex.is_match(b"") {
             return Err(bad(spec, "regex", "matches the empty string"));
         }
@@ -301,6 +310,7 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
         generic: spec.generic,
         regex: LazyRegex {
             pattern: spec.regex.clone(),
+            lazy_dfa_capacity: LAZY_DFA_CAPACITY,
             compiled: std::sync::OnceLock::new(),
         },
         required: spec

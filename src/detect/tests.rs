@@ -25,6 +25,19 @@ fn every_builtin_rule_compiles() {
 }
 
 #[test]
+fn lazy_dfa_capacity_reaches_every_rule() {
+    let d = Detector::new(&DetectorConfig {
+        fingerprint_key: "k".into(),
+        lazy_dfa_capacity: Some(5 << 20),
+        ..Default::default()
+    })
+    .unwrap();
+    let capacity = |rule: &rules::Rule| rule.regex.get().get_config().get_hybrid_cache_capacity();
+    assert!(d.rules().iter().all(|r| capacity(r) == 5 << 20));
+    assert_eq!(capacity(&shared_det().rules()[0]), rules::LAZY_DFA_CAPACITY);
+}
+
+#[test]
 fn at_least_150_rules() {
     assert!(
         shared_det().rules().len() >= 150,
@@ -145,6 +158,7 @@ fn user_rules_and_allowlist() {
         extra_rules: vec![spec],
         allowlist: vec!["^acme_allowed".into()],
         disable_rules: vec!["jwt".into()],
+        lazy_dfa_capacity: None,
     };
     let d = Detector::new(&cfg).unwrap();
     let mut out = Vec::new();

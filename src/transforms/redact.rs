@@ -78,6 +78,7 @@ impl RedactConfig {
             extra_rules: self.rules.clone(),
             allowlist: self.allowlist.clone(),
             disable_rules: self.disable_rules.clone(),
+            lazy_dfa_capacity: None,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))
     }

@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::MaybeUninit;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -549,7 +550,9 @@ impl Prefilter {
         let words = self.sampled.as_ptr().cast::<i32>();
         // offsets from the chunk's start, in order; an odd one was found through a prefix
         // bit. 16 spare slots so a block's writes need no check.
-        let mut passed = [0u32; CHUNK + 16];
+        // Left uninitialised: zeroing these 17 KiB on every call cost more than scanning a
+        // line, when a caller scans line by line.
+        let mut passed = [MaybeUninit::<u32>::uninit(); CHUNK + 16];
         let mut i = 0;
         while i < end {
             let base = i;
@@ -558,7 +561,7 @@ impl Prefilter {
             // 2k, its prefix bits (for the 4-byte keyword at `2k + 1`) bit 2k + 1. The masks
             // are all made before any is read, so the gathers of successive blocks overlap
             // instead of waiting on each other through the list's length.
-            let mut masks = [0u32; CHUNK / 16];
+            let mut masks = [MaybeUninit::<u32>::uninit(); CHUNK / 16];
             for (block, mask) in masks[..blocks].iter_mut().enumerate() {
                 let i = base + 16 * block;
                 // SAFETY: `i < end` means `i + 24 <= n`, so both 16-byte loads are inside
@@ -596,26 +599,32 @@ impl Prefilter {
                     };
                     (top(gram_mix), top(prefix_mix))
                 };
-                *mask = SPREAD[gram_hits as usize] | SPREAD[prefix_hits as usize] << 1;
+                *mask = MaybeUninit::new(
+                    SPREAD[gram_hits as usize] | SPREAD[prefix_hits as usize] << 1,
+                );
             }
             let mut count = 0;
-            for (block, &mask) in masks[..blocks].iter().enumerate() {
+            for (block, mask) in masks[..blocks].iter().enumerate() {
+                // SAFETY: the loop above wrote `masks[..blocks]`.
+                let mask = unsafe { mask.assume_init() };
                 let at = 16 * block as u32;
                 // The first is written whether or not there is one, and counted only if
                 // there is; a second in one block is rare.
-                passed[count] = at + mask.trailing_zeros();
+                passed[count] = MaybeUninit::new(at + mask.trailing_zeros());
                 count += (mask != 0) as usize;
                 let mut rest = mask & mask.wrapping_sub(1);
                 while rest != 0 {
-                    passed[count] = at + rest.trailing_zeros();
+                    passed[count] = MaybeUninit::new(at + rest.trailing_zeros());
                     count += 1;
                     rest &= rest - 1;
                 }
             }
             i = base + 16 * blocks;
-            // SAFETY: every listed position is below `end - base`, and `end + 4 <= n`, so
-            // each 4-byte read of the gather is inside `hay`.
-            unsafe { self.confirm_avx2(hay, base, &passed[..count], end, hits) };
+            // SAFETY: the loop above wrote `passed[..count]`, each below `end - base`; and
+            // `end + 4 <= n`, so each 4-byte read of the gather is inside `hay`.
+            let listed =
+                unsafe { std::slice::from_raw_parts(passed.as_ptr().cast::<u32>(), count) };
+            unsafe { self.confirm_avx2(hay, base, listed, end, hits) };
         }
         // The scalar probe takes over at the last unsampled position, except where
         // `confirm_avx2` has already covered it.

@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::agent::{Agent, FLEET_KEY, fingerprint_of, token};
+use common::agent::{Agent, FLEET_KEY, fingerprint_of, span_name_starts_with, token};
 use common::*;
 
 #[test]
@@ -290,7 +290,11 @@ fn a_leaked_token_is_masked_in_the_passthrough_and_redacted_at_the_agent() {
     );
     assert!(err.starts_with("[REDACTED:github-pat:"), "{err}");
 
-    let events = agent.events_after_span();
+    // The finding's span and the step's arrive in either order.
+    let events = agent.events_once("the step's and the finding's spans", |events| {
+        events.iter().any(|e| span_name_starts_with(e, "RUN "))
+            && events.iter().any(|e| span_name_starts_with(e, "FINDING"))
+    });
     let all = std::fs::read_to_string(&agent.out).unwrap();
     assert!(
         !all.contains(&token()),
@@ -306,11 +310,7 @@ fn a_leaked_token_is_masked_in_the_passthrough_and_redacted_at_the_agent() {
     );
     let finding = events
         .iter()
-        .find(|e| {
-            e["span"]["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("FINDING"))
-        })
+        .find(|e| span_name_starts_with(e, "FINDING"))
         .expect("a finding span");
     assert_eq!(
         finding["trace_id"], step["trace_id"],

@@ -82,12 +82,26 @@ impl Agent {
         super::json_lines(&self.out)
     }
 
-    /// Every event the agent wrote, once a step's span has arrived.
+    /// Every event the agent wrote, once a step's span (`RUN <step>`) has arrived. Not any
+    /// span: a finding's span can be written before its step's.
     pub fn events_after_span(&self) -> Vec<serde_json::Value> {
-        wait_for("the step span", || {
-            self.events().iter().any(|e| e.get("span").is_some())
+        self.events_once("the step span", |events| {
+            events.iter().any(|e| span_name_starts_with(e, "RUN "))
+        })
+    }
+
+    /// Every event the agent wrote, once `ready` holds for them.
+    pub fn events_once(
+        &self,
+        what: &str,
+        ready: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        wait_for(what, || {
+            events = self.events();
+            ready(&events)
         });
-        self.events()
+        events
     }
 }
 
@@ -96,6 +110,13 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `event` is a span whose name starts with `prefix`.
+pub fn span_name_starts_with(event: &serde_json::Value, prefix: &str) -> bool {
+    event["span"]["name"]
+        .as_str()
+        .is_some_and(|name| name.starts_with(prefix))
 }
 
 /// A fake GitHub token, assembled so no source file holds a token.

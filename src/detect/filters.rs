@@ -522,11 +522,18 @@ pub fn is_test_report_line(line: &[u8]) -> bool {
     // overlapping Aho-Corasick search for all the markers cost twice as much,
     // and generic rules ask this of most lines they run on.
     let m = &*TEST_REPORT_LEADS;
+    // Every occurrence of the lead, overlapping ones too (` ... ` can overlap itself, as in
+    // `test x ... ... ok`), which `find_iter` would skip.
     let lead_then = |lead: &memmem::Finder, next: &[&[u8]]| {
-        lead.find_iter(line).any(|at| {
-            let rest = &line[at + lead.needle().len()..];
-            next.iter().any(|word| rest.starts_with(word))
-        })
+        let mut from = 0;
+        while let Some(at) = lead.find(&line[from..]) {
+            let rest = &line[from + at + lead.needle().len()..];
+            if next.iter().any(|word| rest.starts_with(word)) {
+                return true;
+            }
+            from += at + 1;
+        }
+        false
     };
     // Go's result and progress lines
     lead_then(&m.go_result, &[b"PASS: ", b"FAIL: ", b"SKIP: "])
@@ -579,6 +586,7 @@ mod test_report_lines {
             b"=== RUN   TestPasswordHashing",
             b"tests/test_token.py::test_refresh_token_expiry PASSED  [ 42%]",
             b"test auth::token::tests::refresh_token_roundtrip ... ok",
+            b"test x ... ... ok",
         ] {
             assert!(
                 is_test_report_line(line),

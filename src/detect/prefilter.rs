@@ -1,9 +1,9 @@
 //! Stage-1 keyword prefilter: every occurrence of every keyword, case-insensitively.
 //!
 //! Keywords of 4+ bytes are found through their 4-grams (ASCII-case-folded, `byte | 0x20`).
-//! Each keyword has a primary gram, chosen to be rare in software text (see
-//! `common_grams.txt`), and a keyword of 5+ bytes also the gram after it; the pair is chosen
-//! so that its commoner gram is as rare as possible.
+//! A 4-byte keyword is its own gram; a keyword of 5+ bytes is indexed under two neighbouring
+//! grams, the pair whose commoner gram is rarest in software text (see `common_grams.txt`).
+//! The first of them is the keyword's primary gram, the one the stride-1 probe tests.
 //!
 //! - With AVX2 ([`Prefilter::probe_avx2`]) every other position is tested: that meets one
 //!   gram of each pair, and a 4-byte keyword at an untested position is caught through its
@@ -108,6 +108,8 @@ struct Entry {
 
 /// Which keywords indexed under a gram [`Prefilter::verify`] looks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
+// Only the AVX2 probe (x86_64) uses `All` and `FourBytes`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Which {
     /// Those whose primary gram it is: the stride-1 probe tests every position, so a keyword
     /// of 5+ bytes, indexed under two neighbouring grams, must be found through one of them.
@@ -166,7 +168,8 @@ impl GramTable {
 
     #[inline(always)]
     fn home(gram: u32, size: usize) -> usize {
-        (gram.wrapping_mul(0x2545_F491) >> 16) as usize & (size - 1)
+        // the product's top bits, as many as the size needs
+        ((u64::from(gram.wrapping_mul(0x2545_F491)) * size as u64) >> 32) as usize
     }
 
     #[inline(always)]
@@ -311,6 +314,7 @@ pub(crate) struct Prefilter {
     /// Bloom filter, so that collisions in `bits` or `sampled` rarely reach the exact lookup
     bits2: Box<[u64; WORDS]>,
     /// the stride-2 probe's table: per word, gram bits and prefix bits
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     sampled: Box<[u32; SAMPLED_WORDS]>,
     /// folded 4-gram -> the keywords indexed under it
     grams: GramTable,
@@ -323,6 +327,7 @@ pub(crate) struct Prefilter {
     /// short keyword
     rare_at: Vec<(u8, u32, u32)>,
     /// whether this CPU can run [`Prefilter::probe_avx2`]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx2: bool,
 }
 
@@ -519,9 +524,10 @@ impl Prefilter {
     /// position, which were most of a scan.
     ///
     /// 1. 8 sampled positions at a time: their grams formed with a byte shuffle, hashed with
-    ///    vector multiplies, their words fetched with one gather. Positions whose gram bits or
-    ///    prefix bits are set (about 1 byte in 80 of a CI log) go to a list, without a branch
-    ///    on whether there are any: that branch, taken at random, cost a quarter of a probe.
+    ///    vector multiplies, their words fetched with one gather. Positions whose gram bits
+    ///    or prefix bits are set (fewer than 1 byte in 80 of a CI log) go to a list, without
+    ///    a branch on whether there are any: that branch, taken at random, cost a quarter of
+    ///    a probe.
     /// 2. The listed grams are tested against `bits2` 8 at a time, and those that pass are
     ///    verified.
     #[cfg(target_arch = "x86_64")]
@@ -626,8 +632,9 @@ impl Prefilter {
                 unsafe { std::slice::from_raw_parts(passed.as_ptr().cast::<u32>(), count) };
             unsafe { self.confirm_avx2(hay, base, listed, end, hits) };
         }
-        // The scalar probe takes over at the last unsampled position, except where
-        // `confirm_avx2` has already covered it.
+        // The scalar probe takes over at the last unsampled position, `end - 1`, which
+        // `confirm_avx2` leaves to it. It tests primary grams only, so a keyword found at
+        // `end - 2` (even) through its first gram is not found again through its second.
         end - 1
     }
 
@@ -692,7 +699,8 @@ impl Prefilter {
         }
     }
 
-    /// Appends every keyword occurrence `(start, keyword index)` in `hay`, sorted by start.
+    /// Appends every keyword occurrence `(start, keyword index)` in `hay`, in the order of the
+    /// grams that found them: by start within a line, as keywords hold no newline.
     pub(crate) fn find_all(&self, hay: &[u8], hits: &mut Vec<(usize, u32)>) {
         let n = hay.len();
         let mut i = 0;
@@ -768,6 +776,51 @@ impl Prefilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each kind of keyword (3, 4, 5 and 12 bytes) at every start of inputs whose lengths
+    /// put it across the last blocks, where the AVX2 probe hands over to the scalar one:
+    /// both probes find exactly what an Aho-Corasick search finds, the planted keyword once.
+    #[test]
+    fn keywords_at_the_end_of_the_input_are_found_once() {
+        let mut keywords: Vec<String> = crate::detect::rules::builtin_rule_specs()
+            .into_iter()
+            .flat_map(|rule| rule.keywords)
+            .collect();
+        keywords.sort();
+        keywords.dedup();
+        let fast = Prefilter::new(&keywords).unwrap();
+        let scalar = Prefilter {
+            avx2: false,
+            ..fast.clone()
+        };
+        let reference = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&keywords)
+            .unwrap();
+        for word in ["8q~", "akia", "pass:", "github_token"] {
+            for n in 20..=72 {
+                for start in 0..=n - word.len() {
+                    let mut hay = vec![b'#'; n];
+                    hay[start..start + word.len()].copy_from_slice(word.as_bytes());
+                    let mut expected: Vec<(usize, u32)> = reference
+                        .find_overlapping_iter(&hay)
+                        .map(|m| (m.start(), m.pattern().as_u32()))
+                        .collect();
+                    expected.sort_unstable();
+                    assert!(
+                        expected.iter().any(|&(at, k)| at == start
+                            && keywords[k as usize].eq_ignore_ascii_case(word))
+                    );
+                    for probe in [&fast, &scalar] {
+                        let mut got = Vec::new();
+                        probe.find_all(&hay, &mut got);
+                        got.sort_unstable();
+                        assert_eq!(got, expected, "{word} at {start} of {n}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn lowercases_8_bytes_like_to_ascii_lowercase() {

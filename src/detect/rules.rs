@@ -141,13 +141,15 @@ impl LazyRegex {
         &self.compiled().0
     }
 
-    /// The group whose span is the secret; without one, the first group that matched.
+    /// The index of the group named `secret`, if the regex has one (without one, the caller
+    /// takes the first group that matched).
     pub(crate) fn secret_group(&self) -> Option<usize> {
         self.compiled().1
     }
 
     /// Sets the capacity the regex is built with; before its first use.
     pub(crate) fn set_lazy_dfa_capacity(&mut self, bytes: usize) {
+        debug_assert!(self.compiled.get().is_none(), "set before the first use");
         self.lazy_dfa_capacity = bytes;
     }
 

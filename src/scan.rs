@@ -46,17 +46,21 @@ pub struct Summary {
 /// Reads at most this much at a time; a longer line is scanned in pieces.
 const CHUNK: usize = 1 << 20;
 
-/// The regex caches `scan` may keep, against the agent's 3 MiB. A one-shot
-/// scan is judged by throughput and ends soon: on the 1 GiB bench corpus the
-/// agent's budget rebuilt busy rules' caches often enough to cost 5% of the
-/// scan, and 16 MiB (peak RSS 24 -> 34 MiB) stopped that.
-const SCAN_REGEX_CACHE_BUDGET: usize = 16 << 20;
+/// Past this, `scan` drops the regex caches of the rules that ran longest ago
+/// (the agent: 3 MiB). A one-shot scan is judged by throughput and ends soon:
+/// on the 1 GiB bench corpus the agent's budget rebuilt busy rules' caches
+/// often enough to cost 5% of the scan. It is a soft bound, like the agent's:
+/// caches of the rules that ran in the current call are kept, and one rule's
+/// cache holds a forward and a reverse lazy DFA of up to
+/// [`SCAN_LAZY_DFA_CAPACITY`] each, so this is four such caches' worth.
+const SCAN_REGEX_CACHE_BUDGET: usize = 4 * 2 * SCAN_LAZY_DFA_CAPACITY;
 
 /// Each rule's lazy DFA may grow this large in `scan`, against the agent's 2 MiB. The
 /// generic rules' DFAs (a 30-byte free prefix before a dozen key words, case-insensitive)
 /// outgrow 2 MiB on a CI log and were cleared and rebuilt all along: determinization was 3%
-/// of a 1 GiB scan. With 16 MiB: 1.5%, and 3-4% less CPU overall (peak RSS 34 -> 39 MiB).
-pub const SCAN_LAZY_DFA_CAPACITY: usize = 16 << 20;
+/// of a 1 GiB scan. With 16 MiB it was 1.5% and the scan took 3-4% less CPU; 8 MiB does as
+/// well (alternated runs: 0.87 and 0.86 CPU-s), and peak RSS is 39 MiB on that corpus.
+pub const SCAN_LAZY_DFA_CAPACITY: usize = 8 << 20;
 
 /// Scans one reader, calling `found` for each finding.
 pub fn scan_reader(

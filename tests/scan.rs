@@ -53,6 +53,38 @@ fn findings_give_file_line_and_column_and_exit_one() {
     );
 }
 
+/// One scan of many files (which shares a read buffer and the regex caches between them)
+/// reports for each file what a scan of that file alone reports.
+#[test]
+fn files_scanned_together_report_as_when_scanned_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("logs");
+    let mut alone = Vec::new();
+    for n in 1..=6 {
+        let file = tree.join(format!("job{n}.log"));
+        // The longest file first, so a later, shorter one reads over its leftovers.
+        let filler = "compiling crate ... ok\n".repeat(4000 / n as usize);
+        write(
+            &file,
+            &format!("{filler}export GH_TOKEN={}\nlast line {n}", token(n)),
+        );
+        let out = tailguard(dir.path())
+            .args(["scan", "--fingerprint-key", "k"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        alone.push(stdout(&out));
+    }
+    let out = tailguard(dir.path())
+        .args(["scan", "--fingerprint-key", "k"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), alone.concat());
+}
+
 #[test]
 fn clean_input_exits_zero_and_a_missing_path_exits_two() {
     let dir = tempfile::tempdir().unwrap();

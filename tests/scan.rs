@@ -59,6 +59,16 @@ fn findings_give_file_line_and_column_and_exit_one() {
 fn files_scanned_together_report_as_when_scanned_alone() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("logs");
+    // A fixed fingerprint key, so separate scans report the same fingerprints.
+    let scan = |path: &std::path::Path| {
+        let out = tailguard(dir.path())
+            .args(["scan", "--fingerprint-key", "k"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        stdout(&out)
+    };
     let mut alone = Vec::new();
     for n in 1..=6 {
         let file = tree.join(format!("job{n}.log"));
@@ -68,21 +78,9 @@ fn files_scanned_together_report_as_when_scanned_alone() {
             &file,
             &format!("{filler}export GH_TOKEN={}\nlast line {n}", token(n)),
         );
-        let out = tailguard(dir.path())
-            .args(["scan", "--fingerprint-key", "k"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        alone.push(stdout(&out));
+        alone.push(scan(&file));
     }
-    let out = tailguard(dir.path())
-        .args(["scan", "--fingerprint-key", "k"])
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(stdout(&out), alone.concat());
+    assert_eq!(scan(&tree), alone.concat());
 }
 
 #[test]

@@ -777,46 +777,72 @@ impl Prefilter {
 mod tests {
     use super::*;
 
+    /// The built-in keywords, their prefilter with and without AVX2, and an overlapping
+    /// case-insensitive Aho-Corasick search to hold both against.
+    struct Probes {
+        keywords: Vec<String>,
+        fast: Prefilter,
+        scalar: Prefilter,
+        reference: AhoCorasick,
+    }
+
+    impl Probes {
+        fn builtin() -> Self {
+            let mut keywords: Vec<String> = crate::detect::rules::builtin_rule_specs()
+                .into_iter()
+                .flat_map(|rule| rule.keywords)
+                .collect();
+            keywords.sort();
+            keywords.dedup();
+            let fast = Prefilter::new(&keywords).unwrap();
+            let scalar = Prefilter {
+                avx2: false,
+                ..fast.clone()
+            };
+            let reference = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&keywords)
+                .unwrap();
+            Probes {
+                keywords,
+                fast,
+                scalar,
+                reference,
+            }
+        }
+
+        /// Asserts both probes find in `hay` exactly what the reference finds; returns that.
+        fn check(&self, hay: &[u8], context: &str) -> Vec<(usize, u32)> {
+            let mut expected: Vec<(usize, u32)> = self
+                .reference
+                .find_overlapping_iter(hay)
+                .map(|m| (m.start(), m.pattern().as_u32()))
+                .collect();
+            expected.sort_unstable();
+            for probe in [&self.fast, &self.scalar] {
+                let mut got = Vec::new();
+                probe.find_all(hay, &mut got);
+                got.sort_unstable();
+                assert_eq!(got, expected, "{context}, avx2 {}", probe.avx2);
+            }
+            expected
+        }
+    }
+
     /// Each kind of keyword (3, 4, 5 and 12 bytes) at every start of inputs whose lengths
     /// put it across the last blocks, where the AVX2 probe hands over to the scalar one:
     /// both probes find exactly what an Aho-Corasick search finds, the planted keyword once.
     #[test]
     fn keywords_at_the_end_of_the_input_are_found_once() {
-        let mut keywords: Vec<String> = crate::detect::rules::builtin_rule_specs()
-            .into_iter()
-            .flat_map(|rule| rule.keywords)
-            .collect();
-        keywords.sort();
-        keywords.dedup();
-        let fast = Prefilter::new(&keywords).unwrap();
-        let scalar = Prefilter {
-            avx2: false,
-            ..fast.clone()
-        };
-        let reference = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&keywords)
-            .unwrap();
+        let probes = Probes::builtin();
         for word in ["8q~", "akia", "pass:", "github_token"] {
             for n in 20..=72 {
                 for start in 0..=n - word.len() {
                     let mut hay = vec![b'#'; n];
                     hay[start..start + word.len()].copy_from_slice(word.as_bytes());
-                    let mut expected: Vec<(usize, u32)> = reference
-                        .find_overlapping_iter(&hay)
-                        .map(|m| (m.start(), m.pattern().as_u32()))
-                        .collect();
-                    expected.sort_unstable();
-                    assert!(
-                        expected.iter().any(|&(at, k)| at == start
-                            && keywords[k as usize].eq_ignore_ascii_case(word))
-                    );
-                    for probe in [&fast, &scalar] {
-                        let mut got = Vec::new();
-                        probe.find_all(&hay, &mut got);
-                        got.sort_unstable();
-                        assert_eq!(got, expected, "{word} at {start} of {n}");
-                    }
+                    let found = probes.check(&hay, &format!("{word} at {start} of {n}"));
+                    assert!(found.iter().any(|&(at, k)| at == start
+                        && probes.keywords[k as usize].eq_ignore_ascii_case(word)));
                 }
             }
         }
@@ -841,21 +867,8 @@ mod tests {
     /// probe's 4 KiB chunks and its 16-byte blocks, so plants land on every seam.
     #[test]
     fn finds_exactly_the_keyword_occurrences_in_any_text() {
-        let mut keywords: Vec<String> = crate::detect::rules::builtin_rule_specs()
-            .into_iter()
-            .flat_map(|rule| rule.keywords)
-            .collect();
-        keywords.sort();
-        keywords.dedup();
-        let fast = Prefilter::new(&keywords).unwrap();
-        let scalar = Prefilter {
-            avx2: false,
-            ..fast.clone()
-        };
-        let reference = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&keywords)
-            .unwrap();
+        let probes = Probes::builtin();
+        let keywords = &probes.keywords;
         let alphabet = b"abcdefghijklmnopqrstuvwxyzAEIOUXYZ0123456789 _-.:/=~\"\n\t";
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = |below: usize| {
@@ -880,18 +893,8 @@ mod tests {
                     };
                 }
             }
-            let mut expected: Vec<(usize, u32)> = reference
-                .find_overlapping_iter(&hay)
-                .map(|m| (m.start(), m.pattern().as_u32()))
-                .collect();
-            expected.sort_unstable();
-            assert!(len < 4096 || expected.len() > len / 80, "plants land");
-            for probe in [&fast, &scalar] {
-                let mut got = Vec::new();
-                probe.find_all(&hay, &mut got);
-                got.sort_unstable();
-                assert_eq!(got, expected, "length {len}, avx2 {}", probe.avx2);
-            }
+            let found = probes.check(&hay, &format!("length {len}"));
+            assert!(len < 4096 || found.len() > len / 80, "plants land");
         }
     }
 

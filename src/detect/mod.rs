@@ -188,8 +188,8 @@ struct RegexScratch {
     calls: u64,
     /// a cache was made since the budget was last checked
     grown: bool,
-    /// the most the caches may hold together; 0 means [`REGEX_CACHE_BUDGET`]
-    budget: usize,
+    /// the most the caches may hold together, if not [`REGEX_CACHE_BUDGET`]
+    budget: Option<usize>,
     slots: Vec<Option<regex_automata::util::primitives::NonMaxUsize>>,
     /// whether the line the rules run on is a test-runner result line, once
     /// a generic rule asked (several usually run on the same line)
@@ -212,11 +212,7 @@ impl RegexScratch {
         }
         self.grown = false;
         let mut total: usize = self.caches.iter().flatten().map(|c| c.memory_usage()).sum();
-        let budget = if self.budget == 0 {
-            REGEX_CACHE_BUDGET
-        } else {
-            self.budget
-        };
+        let budget = self.budget.unwrap_or(REGEX_CACHE_BUDGET);
         while total > budget {
             let Some(oldest) = (0..self.caches.len())
                 .filter(|&r| self.caches[r].is_some() && self.last_used[r] < self.calls)
@@ -240,7 +236,7 @@ impl Scratch {
     /// fewer rebuilt caches.
     pub fn with_regex_cache_budget(bytes: usize) -> Self {
         let mut scratch = Self::default();
-        scratch.regexes.budget = bytes.max(1);
+        scratch.regexes.budget = Some(bytes);
         scratch
     }
 

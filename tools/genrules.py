@@ -54,7 +54,8 @@ RULES = []
 SEEN = set()
 
 def R(id, name, family, conf, regex, keywords, secret, lines=None, validator=None, min_entropy=None,
-      counter=None, ci_filter=None, extra_examples=None, literal_secret=False, generic=False, requires=None):
+      counter=None, ci_filter=None, extra_examples=None, literal_secret=False, generic=False, requires=None,
+      requires_after_keyword=None):
     assert id not in SEEN, id
     SEEN.add(id)
     if lines is None:
@@ -69,7 +70,8 @@ def R(id, name, family, conf, regex, keywords, secret, lines=None, validator=Non
     examples += extra_examples or []
     RULES.append(dict(id=id, name=name, family=family, confidence=conf, regex=regex, keywords=keywords,
                       validator=validator, min_entropy=min_entropy, examples=examples,
-                      counter_examples=counters, ci_filter=ci_filter, generic=generic, requires=requires))
+                      counter_examples=counters, ci_filter=ci_filter, generic=generic, requires=requires,
+                      requires_after_keyword=requires_after_keyword))
 
 # ---- helpers -------------------------------------------------------------------------------
 END = r'''(?:[^0-9A-Za-z_\-]|$)'''
@@ -276,7 +278,7 @@ P('zapier-webhook', 'Zapier catch hook', 'zapier', r'''hooks\.zapier\.com/hooks/
 # ---- Package registries / build ------------------------------------------------------------
 P('npm-access-token', 'npm access token', 'npm', r'\b(npm_[A-Za-z0-9]{36})\b', ['npm_'], 'npm_{a36}')
 R('npmrc-auth-token', 'npm registry _authToken', 'npm', 'high', r'''(?i)_auth(?:Token)?\s*=\s*["']?([A-Za-z0-9_\-+/=.]{20,})''', ['_authtoken', '_auth'],
-  '{U}', lines=['//registry.npmjs.org/:_authToken={S}', 'echo "//npm.pkg.github.com/:_authToken={S}" >> ~/.npmrc'], ci_filter=False)
+  '{U}', lines=['//registry.npmjs.org/:_authToken={S}', 'echo "//npm.pkg.github.com/:_authToken={S}" >> ~/.npmrc'], ci_filter=False, requires_after_keyword=['='])
 P('pypi-token', 'PyPI upload token', 'pypi', r'\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})' + END, ['pypi-AgEIcHlwaS5vcmc'], 'pypi-AgEIcHlwaS5vcmc{w70}')
 P('pypi-test-token', 'TestPyPI upload token', 'pypi', r'\b(pypi-AgENdGVzdC5weXBpLm9yZw[A-Za-z0-9_\-]{50,})' + END, ['pypi-AgENdGVzdC5weXBpLm9yZw'], 'pypi-AgENdGVzdC5weXBpLm9yZw{w70}')
 P('rubygems-api-key', 'RubyGems API key', 'rubygems', r'\b(rubygems_[a-f0-9]{48})\b', ['rubygems_'], 'rubygems_{h48}')
@@ -605,8 +607,15 @@ R('generic-password', 'Generic password assignment', 'generic', 'low',
   counter=['--- PASS: TestParseConfig (0.42s)', '    --- FAIL: TestPasswordReset/expired_link (0.01s)', 'password=changeme', 'password: "${DB_PASSWORD}"', '--password $DB_PASSWORD', "  htpasswd: ''", 'password = "123"', 'char *password = NULL;'], generic=True)
 R('generic-secret', 'Generic secret / token / key assignment', 'generic', 'low',
   r'''(?i)(?:^|[^a-z0-9])(?:[a-z0-9_\-.]{0,30}(?:secret|token|api[_\-.]?key|apikey|access[_\-.]?key|private[_\-.]?key|auth[_\-.]?key|client[_\-.]?secret|credentials?|signing[_\-.]?key|encryption[_\-.]?key|master[_\-.]?key|sas[_\-.]?key|jwt))(?:(?:[_\-.][a-z0-9]{1,12}){0,3}|(?:key|value|id|str|b64|hex)?)["'\\]{0,3}\s{0,10}(?:=|:=|::|:|=>|==|!=|\?=|,)\s{0,10}(?:\\?"((?:[^"\\\n]|\\[^"\n]){8,256})\\?"|'([^'\n]{8,256})'|\x60([^\x60\n]{8,256})\x60|([^\s'"\x60,;\\]{8,256}))''',
-  ['secret', 'token', 'api_key', 'api-key', 'api.key', 'apikey', 'access_key', 'access-key', 'accesskey', 'private_key', 'private-key', 'privatekey',
-   'auth_key', 'auth-key', 'authkey', 'signing', 'encryption', 'master_key', 'masterkey', 'master-key', 'sas_key', 'saskey', 'credential', 'jwt_', 'jwt-', 'jwt.', 'jwts', 'jwt=', 'jwt:', 'jwt"', "jwt'", 'jwt '], '{a32}', min_entropy=3.0, lines=['export DEPLOY_TOKEN={S}', 'client_secret: "{S}"'],
+  # Every spelling the regex accepts, so that a match always holds a keyword: `jwt` by
+  # each byte that can follow it (a 3-byte keyword would need a slow path).
+  ['secret', 'token', 'api_key', 'api-key', 'api.key', 'apikey', 'access_key', 'access-key', 'access.key', 'accesskey', 'private_key', 'private-key',
+   'private.key', 'privatekey', 'auth_key', 'auth-key', 'auth.key', 'authkey', 'signing', 'encryption', 'master_key', 'masterkey', 'master-key',
+   'master.key', 'sas_key', 'sas-key', 'sas.key', 'saskey', 'credential', 'jwt_', 'jwt-', 'jwt.', 'jwtk', 'jwtv', 'jwti', 'jwts', 'jwtb', 'jwth',
+   'jwt"', "jwt'", 'jwt\\', 'jwt ', 'jwt\t', 'jwt\x0b', 'jwt\x0c', 'jwt\r', 'jwt=', 'jwt:', 'jwt!', 'jwt?', 'jwt,'], '{a32}', min_entropy=3.0,
+  lines=['export DEPLOY_TOKEN={S}', 'client_secret: "{S}"'],
+  # each operator the regex accepts holds one of these
+  requires_after_keyword=['=', ':', ','],
   counter=['tests/test_token.py::test_refresh_token_expiry PASSED  [ 42%]', 'test auth::token::tests::refresh_token_roundtrip ... ok', 'GITHUB_TOKEN=${GITHUB_TOKEN}', 'env: NPM_TOKEN=${{ secrets.NPM_TOKEN }}', 'export API_KEY=your-api-key-here', '  NPM_TOKEN: ***', 'api_key: REPLACE_ME'], generic=True)
 
 
@@ -696,16 +705,20 @@ R('azure-app-configuration-connection-string', 'Azure App Configuration connecti
 
 # ---------------------------------------------------------------------------------------------
 def toml_str(s):
-    if "'''" not in s and '\n' not in s and "'" not in s:
+    if any(c in s for c in '\r\x0b\x0c'):
+        pass  # control characters only a basic string can hold
+    elif "'''" not in s and '\n' not in s and "'" not in s:
         return "'" + s + "'"
-    if "'''" not in s and '\n' not in s:
+    elif "'''" not in s and '\n' not in s:
         return "'''" + s + "'''"
-    return '"' + s.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n') + '"'
+    escapes = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\x0c': '\\f', '\x0b': '\\u000B'}
+    return '"' + ''.join(escapes.get(c, c) for c in s) + '"'
 
 out = ['# tailguard built-in secret detection rules.',
        '# Written from providers\' documented token formats; examples are synthetic (random fill of each format).',
        '# Fields: id, name, family, confidence (low|medium|high), regex (secret = named group `secret`, else the first',
-       '# participating group), keywords (case-insensitive literals for the prefilter), optional validator, min_entropy,',
+       '# participating group), keywords (case-insensitive literals for the prefilter), optional requires,',
+       '# requires_after_keyword, validator, min_entropy,',
        '# ci_filter (apply the CI-identifier allowlist), examples, counter_examples.', '']
 for r in RULES:
     out.append('[[rule]]')
@@ -715,6 +728,8 @@ for r in RULES:
     out.append('keywords = [%s]' % ', '.join(toml_str(k) for k in r['keywords']))
     if r['requires']:
         out.append('requires = [%s]' % ', '.join(toml_str(k) for k in r['requires']))
+    if r['requires_after_keyword']:
+        out.append('requires_after_keyword = [%s]' % ', '.join(toml_str(k) for k in r['requires_after_keyword']))
     if r['validator']:
         out.append('validator = %s' % toml_str(r['validator']))
     if r['min_entropy'] is not None:

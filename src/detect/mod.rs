@@ -168,6 +168,8 @@ pub struct Scratch {
     regexes: RegexScratch,
     hits: Vec<(usize, u32)>,
     touched: Vec<u32>,
+    /// per rule in `touched`, where the first of its keywords in the line starts
+    first_keyword: Vec<usize>,
 }
 
 /// Per rule, its regex's search cache (made when the rule runs), and one set
@@ -248,8 +250,17 @@ impl Scratch {
                 .caches
                 .resize_with(detector.rules.len(), || None);
             self.regexes.last_used = vec![0; detector.rules.len()];
+            self.first_keyword = vec![0; detector.rules.len()];
         }
     }
+}
+
+/// A line holding keywords, `input[s..e]`, and where each touched rule's first keyword in it
+/// starts (in `input`).
+struct Line<'a> {
+    s: usize,
+    e: usize,
+    first_keyword: &'a [usize],
 }
 
 impl fmt::Debug for Scratch {
@@ -474,6 +485,7 @@ impl Detector {
                 regexes,
                 hits,
                 touched,
+                first_keyword,
                 ..
             } = scratch;
             hits.clear();
@@ -484,7 +496,12 @@ impl Detector {
                 let in_cur = matches!(cur, Some((s, e)) if st >= s && st < e);
                 if !in_cur {
                     if let Some((s, e)) = cur {
-                        self.run_line(regexes, input, s, e, touched, cand, out, limit);
+                        let line = Line {
+                            s,
+                            e,
+                            first_keyword,
+                        };
+                        self.run_line(regexes, input, line, touched, cand, out, limit);
                         if out.len() >= limit {
                             break;
                         }
@@ -493,16 +510,25 @@ impl Detector {
                     let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
                     cur = Some((s, e));
                 }
+                // Hits come in the order of the grams that found them, not always by start.
                 for &r in &self.kw_rules[kw as usize] {
                     let (w, b) = ((r / 64) as usize, r % 64);
                     if cand[w] & (1 << b) == 0 {
                         cand[w] |= 1 << b;
                         touched.push(r);
+                        first_keyword[r as usize] = st;
+                    } else if st < first_keyword[r as usize] {
+                        first_keyword[r as usize] = st;
                     }
                 }
             }
             if let Some((s, e)) = cur {
-                self.run_line(regexes, input, s, e, touched, cand, out, limit);
+                let line = Line {
+                    s,
+                    e,
+                    first_keyword,
+                };
+                self.run_line(regexes, input, line, touched, cand, out, limit);
             }
         }
         if !self.always.is_empty() {
@@ -511,7 +537,8 @@ impl Detector {
                 if e >= s {
                     scratch.regexes.test_report_line = None;
                     for &r in &self.always {
-                        self.apply_rule(&mut scratch.regexes, r, input, s, e, out, limit);
+                        let line = s..e;
+                        self.apply_rule(&mut scratch.regexes, r, input, line, 0, out, limit);
                     }
                 }
                 s = e + 1;
@@ -532,8 +559,7 @@ impl Detector {
         &self,
         regexes: &mut RegexScratch,
         input: &[u8],
-        s: usize,
-        e: usize,
+        line: Line<'_>,
         touched: &mut Vec<u32>,
         cand: &mut [u64],
         out: &mut Vec<Finding>,
@@ -542,25 +568,38 @@ impl Detector {
         regexes.test_report_line = None;
         for &r in touched.iter() {
             cand[(r / 64) as usize] &= !(1 << (r % 64));
-            self.apply_rule(regexes, r, input, s, e, out, limit);
+            let keyword_at = line.first_keyword[r as usize] - line.s;
+            self.apply_rule(regexes, r, input, line.s..line.e, keyword_at, out, limit);
         }
         touched.clear();
     }
 
+    /// Runs a rule on the line `input[line]`, where the first of its keywords starts at
+    /// `keyword_at` (0 for a rule without keywords).
     #[allow(clippy::too_many_arguments)]
     fn apply_rule(
         &self,
         regexes: &mut RegexScratch,
         rule_index: u32,
         input: &[u8],
-        ls: usize,
-        le: usize,
+        line: Range<usize>,
+        keyword_at: usize,
         out: &mut Vec<Finding>,
         limit: usize,
     ) {
         let rule = &self.rules[rule_index as usize];
-        let line = &input[ls..le];
+        let ls = line.start;
+        let line = &input[line];
         if !rule.required.iter().all(|r| r.find(line).is_some()) {
+            return;
+        }
+        let after_keyword = &line[keyword_at..];
+        if !rule.required_after_keyword.is_empty()
+            && !rule
+                .required_after_keyword
+                .iter()
+                .any(|r| r.find(after_keyword).is_some())
+        {
             return;
         }
         // Generic rules take nothing from test-runner result lines; asking
@@ -760,23 +799,28 @@ impl Detector {
         let mut hits = Vec::new();
         self.prefilter.find_all(input, &mut hits);
         let mut out = Vec::new();
-        let mut last_line = usize::MAX;
-        let mut done = std::collections::HashSet::new();
-        for &(st, kw) in &hits {
+        let mut at = 0;
+        while at < hits.len() {
+            let st = hits[at].0;
             let s = memchr::memrchr(b'\n', &input[..st]).map_or(0, |p| p + 1);
             let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
-            if s != last_line {
-                done.clear();
-                last_line = s;
-                scratch.regexes.test_report_line = None;
-            }
-            for &r in &self.kw_rules[kw as usize] {
-                if done.insert(r) {
-                    let t = std::time::Instant::now();
-                    self.apply_rule(&mut scratch.regexes, r, input, s, e, &mut out, usize::MAX);
-                    stats[r as usize].0 += t.elapsed().as_nanos();
-                    stats[r as usize].1 += 1;
+            // per rule of the line's keywords, where its first keyword starts
+            let mut first = std::collections::BTreeMap::new();
+            while at < hits.len() && hits[at].0 < e {
+                let (st, kw) = hits[at];
+                for &r in &self.kw_rules[kw as usize] {
+                    let seen = first.entry(r).or_insert(st);
+                    *seen = (*seen).min(st);
                 }
+                at += 1;
+            }
+            scratch.regexes.test_report_line = None;
+            for (r, st) in first {
+                let t = std::time::Instant::now();
+                let regexes = &mut scratch.regexes;
+                self.apply_rule(regexes, r, input, s..e, st - s, &mut out, usize::MAX);
+                stats[r as usize].0 += t.elapsed().as_nanos();
+                stats[r as usize].1 += 1;
             }
         }
         self.rules

@@ -51,6 +51,12 @@ pub struct RuleSpec {
     /// cheap second filter for rules whose keywords are common (`@` for URLs with credentials).
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Literals (case-sensitive) one of which must occur in the line at or after the first of
+    /// the rule's keywords before the regex is tried: for rules whose every match has one of
+    /// them after its keyword (the assignment operators of `generic-secret`), which spares the
+    /// regex the lines that only mention the word. Exact only if every match holds a keyword.
+    #[serde(default)]
+    pub requires_after_keyword: Vec<String>,
     #[serde(default)]
     pub validator: Option<String>,
     /// Minimum Shannon entropy (bits/char) of the secret, scaled down for short values.
@@ -112,6 +118,8 @@ pub struct Rule {
     /// The spec's `requires` literals, ready to search (building a searcher
     /// per line cost more than the search)
     pub(crate) required: Vec<memchr::memmem::Finder<'static>>,
+    /// The spec's `requires_after_keyword` literals, ready to search
+    pub(crate) required_after_keyword: Vec<memchr::memmem::Finder<'static>>,
     pub spec: RuleSpec,
 }
 
@@ -163,6 +171,13 @@ impl LazyRegex {
             (regex, secret)
         })
     }
+}
+
+fn finders(literals: &[String]) -> Vec<memchr::memmem::Finder<'static>> {
+    literals
+        .iter()
+        .map(|r| memchr::memmem::Finder::new(r.as_bytes()).into_owned())
+        .collect()
 }
 
 /// What `regex::bytes::RegexBuilder` with `unicode(false)` builds: leftmost-first
@@ -263,6 +278,9 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
     if spec.requires.iter().any(|r| r.is_empty()) {
         return Err(bad(spec, "requires", "empty literal"));
     }
+    if spec.requires_after_keyword.iter().any(|r| r.is_empty()) {
+        return Err(bad(spec, "requires_after_keyword", "empty literal"));
+    }
     for k in &spec.keywords {
         if k.len() < 3 {
             return Err(bad(
@@ -315,11 +333,8 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
             lazy_dfa_capacity: LAZY_DFA_CAPACITY,
             compiled: std::sync::OnceLock::new(),
         },
-        required: spec
-            .requires
-            .iter()
-            .map(|r| memchr::memmem::Finder::new(r.as_bytes()).into_owned())
-            .collect(),
+        required: finders(&spec.requires),
+        required_after_keyword: finders(&spec.requires_after_keyword),
         spec: spec.clone(),
     })
 }

@@ -121,13 +121,25 @@ fn user_rule_errors_name_id_and_field() {
     spec.regex = "foo(bar)".into();
     spec.validator = Some("nope".into());
     let msg = Detector::new(&DetectorConfig {
-        extra_rules: vec![spec],
+        extra_rules: vec![spec.clone()],
         ..Default::default()
     })
     .unwrap_err()
     .to_string();
     assert!(
         msg.contains("my-rule") && msg.contains("validator"),
+        "{msg}"
+    );
+    spec.validator = None;
+    spec.requires_after_keyword = vec![String::new()];
+    let msg = Detector::new(&DetectorConfig {
+        extra_rules: vec![spec],
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("my-rule") && msg.contains("requires_after_keyword"),
         "{msg}"
     );
     let msg = rules::parse_rules_toml("[[rule]]\nid = 'x'\n")
@@ -146,6 +158,7 @@ fn user_rules_and_allowlist() {
         regex: r"\b(acme_[a-z0-9]{20})\b".into(),
         keywords: vec!["acme_".into()],
         requires: vec![],
+        requires_after_keyword: vec![],
         validator: None,
         min_entropy: None,
         ci_filter: None,
@@ -169,6 +182,79 @@ fn user_rules_and_allowlist() {
     d.scan(b"token acme_allowedq8zr4lmt0pxc2 here", &mut out);
     assert!(out.is_empty());
     assert!(d.rules().iter().all(|r| &*r.id != "jwt"));
+}
+
+#[test]
+fn requires_after_keyword_looks_after_the_first_keyword() {
+    let spec = RuleSpec {
+        id: "acme-after".into(),
+        name: "ACME token after a keyword".into(),
+        family: "acme".into(),
+        confidence: Confidence::High,
+        // matches without the required literal, so only the filter can reject a line
+        regex: r"(?i)(?:acmekey|acmetok)\W+(q[a-z0-9]{15})".into(),
+        keywords: vec!["acmekey".into(), "acmetok".into()],
+        requires: vec![],
+        requires_after_keyword: vec!["=".into(), "=>".into()],
+        validator: None,
+        min_entropy: None,
+        ci_filter: None,
+        generic: false,
+        examples: vec![],
+        counter_examples: vec![],
+    };
+    let d = Detector::new(&DetectorConfig {
+        extra_rules: vec![spec],
+        ..Default::default()
+    })
+    .unwrap();
+    let found = |line: &str| {
+        let mut out = Vec::new();
+        d.scan(line.as_bytes(), &mut out);
+        out.iter().any(|f| &*f.rule_id == "acme-after")
+    };
+    assert!(found("ACMEKEY = q8zr4lmt0pxc2vbnk"));
+    // after the first keyword in the line, not after every keyword
+    assert!(found("acmetok = q8zr4lmt0pxc2vbnk acmekey"));
+    assert!(!found("acmekey q8zr4lmt0pxc2vbnk"));
+    assert!(!found("x = 1; acmekey q8zr4lmt0pxc2vbnk"));
+}
+
+#[test]
+fn generic_secret_keywords_cover_every_name_its_regex_accepts() {
+    let value = "Zq8rT4lM0pXc2VbNk7Wd3sHy";
+    // each was missed before its keyword was added (or would be, once the rule's
+    // `requires_after_keyword` looks after the first keyword)
+    let names = [
+        "access.key",
+        "private.key",
+        "auth.key",
+        "master.key",
+        "sas-key",
+        "sas.key",
+        "jwtkey",
+        "jwtvalue",
+        "jwtid",
+        "jwtstr",
+        "jwtb64",
+        "jwthex",
+        "jwt\\",
+        "jwt\t",
+        "jwt",
+        "JWT_SIGNING",
+    ];
+    for name in names {
+        // `jwt` directly before each operator is a keyword of its own (`jwt!`, `jwt,`, ...)
+        for op in ["=", "!=", "?=", ",", " := "] {
+            let line = format!("{name}{op}{value}");
+            let mut out = Vec::new();
+            shared_det().scan(line.as_bytes(), &mut out);
+            assert!(
+                out.iter().any(|f| &*f.rule_id == "generic-secret"),
+                "{name}{op} not found: {out:?}"
+            );
+        }
+    }
 }
 
 #[test]

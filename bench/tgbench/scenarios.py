@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .agents import OtelcolAgent, Rotel, TailguardAgent, Tools
+from .corpus import warm_page_cache
 from .procs import GiB, MiB, Proc
 
 POLL = 0.1  # seconds between metric scrapes while waiting for the last record
@@ -173,6 +174,7 @@ def scan_once(tools: Tools, tool: str, corpus: Path, manifest: dict, run_dir: Pa
         argv = [tools.tailguard, "scan", corpus, "--format", scan_format]
     else:
         argv = [tools.ripsecrets, corpus]
+    warm_page_cache(corpus)
     t0 = time.monotonic()
     p = Proc(tool, argv, run_dir, cwd=str(run_dir))
     ok = p.wait(timeout)

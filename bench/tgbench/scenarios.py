@@ -185,7 +185,8 @@ def scan_once(tools: Tools, tool: str, corpus: Path, manifest: dict, run_dir: Pa
     nbytes = corpus.stat().st_size
     res = {"tool": tool, "file": str(corpus), "bytes": nbytes, "exit_code": p.exit_code, "wall_s": round(wall, 3),
            "status": "ok" if ok and p.exit_code in (0, 1) else ("timeout" if not ok else "exit %s: %s" % (p.exit_code, p.stderr_tail())),
-           "cpu_s": cpu, "mib_per_s": nbytes / MiB / wall,
+           "cpu_s": cpu, "user_s": p.rusage.ru_utime if p.rusage else None,
+           "sys_s": p.rusage.ru_stime if p.rusage else None, "mib_per_s": nbytes / MiB / wall,
            "mib_per_cpu_s": nbytes / MiB / cpu if cpu else None,
            "cpu_s_per_gib": cpu / (nbytes / GiB) if cpu else None,
            "peak_rss_mib": p.hwm_kib / 1024 if p.hwm_kib else None}

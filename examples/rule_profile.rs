@@ -1,5 +1,6 @@
 //! Where detection spends its time on a given log: keyword-prefilter hits, and per rule the
-//! lines its regex was tried on, the time it took and the size its search cache grew to,
+//! lines it was tried on (its regex runs on those that pass its cheap checks: `requires`,
+//! `requires_after_keyword`, test-runner result lines for generic rules), the time it took and the size its search cache grew to,
 //! slowest first.
 //!
 //! `cargo run --release --example rule_profile -- FILE [TOP]`

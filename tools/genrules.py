@@ -705,14 +705,16 @@ R('azure-app-configuration-connection-string', 'Azure App Configuration connecti
 
 # ---------------------------------------------------------------------------------------------
 def toml_str(s):
-    if any(c in s for c in '\r\x0b\x0c'):
-        pass  # control characters only a basic string can hold
+    # TOML's literal strings hold no control character but tab: the others need a basic
+    # string and an escape
+    if any(c != '\t' and (c < ' ' or c == '\x7f') for c in s):
+        pass
     elif "'''" not in s and '\n' not in s and "'" not in s:
         return "'" + s + "'"
     elif "'''" not in s and '\n' not in s:
         return "'''" + s + "'''"
-    escapes = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\x0c': '\\f', '\x0b': '\\u000B'}
-    return '"' + ''.join(escapes.get(c, c) for c in s) + '"'
+    escapes = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\x0c': '\\f'}
+    return '"' + ''.join(escapes.get(c, c if ' ' <= c != '\x7f' else '\\u%04X' % ord(c)) for c in s) + '"'
 
 out = ['# tailguard built-in secret detection rules.',
        '# Written from providers\' documented token formats; examples are synthetic (random fill of each format).',

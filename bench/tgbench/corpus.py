@@ -657,7 +657,7 @@ def ensure_corpus(cache_dir: Path, size: int, seed: int, shared_dir: Path, progr
 def warm_page_cache(path: Path) -> None:
     """Reads `path` once so that a timed run reads it from the page cache, not the disk.
 
-    Worth doing before each run, not once: this VM's page cache holds only about 1.5 GiB
+    Done before each scan, not once: this VM's page cache holds only about 1.5 GiB
     whatever memory is free, and other runs push part of a 1 GiB corpus out of it. Re-reading
     it from disk added up to 0.7 s of system time to a 0.9 CPU-s scan."""
     with open(path, "rb") as f:

@@ -54,7 +54,9 @@ pub struct RuleSpec {
     /// Literals (case-sensitive) one of which must occur in the line at or after the first of
     /// the rule's keywords before the regex is tried: for rules whose every match has one of
     /// them after its keyword (the assignment operators of `generic-secret`), which spares the
-    /// regex the lines that only mention the word. Exact only if every match holds a keyword.
+    /// regex the lines that only mention the word. Exact only if every match holds one of the
+    /// rule's keywords with one of the literals after it. A rule without keywords looks at the
+    /// whole line.
     #[serde(default)]
     pub requires_after_keyword: Vec<String>,
     #[serde(default)]

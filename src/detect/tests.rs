@@ -195,6 +195,7 @@ fn requires_after_keyword_looks_after_the_first_keyword() {
         regex: r"(?i)(?:acmekey|acmetok)\W+(q[a-z0-9]{15})".into(),
         keywords: vec!["acmekey".into(), "acmetok".into()],
         requires: vec![],
+        // two literals: any one will do
         requires_after_keyword: vec!["=".into(), "=>".into()],
         validator: None,
         min_entropy: None,
@@ -221,40 +222,168 @@ fn requires_after_keyword_looks_after_the_first_keyword() {
 }
 
 #[test]
-fn generic_secret_keywords_cover_every_name_its_regex_accepts() {
+fn requires_after_keyword_counts_from_the_earliest_keyword_in_any_hit_order() {
+    // `the=jqxz` is found through its rarest gram, `jqxz` at 4, so after `e=jq`, a keyword of
+    // the same rule found at 2: the rule's first keyword still starts at 0, and the required
+    // `h` at 1 is after it.
+    let spec = RuleSpec {
+        id: "hit-order".into(),
+        name: "keywords found out of order".into(),
+        family: "test".into(),
+        confidence: Confidence::High,
+        regex: r"the=jqxz (q[a-z0-9]{15})".into(),
+        keywords: vec!["the=jqxz".into(), "e=jq".into()],
+        requires: vec![],
+        requires_after_keyword: vec!["h".into()],
+        validator: None,
+        min_entropy: None,
+        ci_filter: None,
+        generic: false,
+        examples: vec![],
+        counter_examples: vec![],
+    };
+    let d = Detector::new(&DetectorConfig {
+        extra_rules: vec![spec],
+        ..Default::default()
+    })
+    .unwrap();
+    for line in [
+        "the=jqxz q8zr4lmt0pxc2vbnk",
+        "the=jqxz q8zr4lmt0pxc2vbnk padding to 64 bytes",
+    ] {
+        let mut out = Vec::new();
+        d.scan(line.as_bytes(), &mut out);
+        assert!(out.iter().any(|f| &*f.rule_id == "hit-order"), "{line}");
+    }
+}
+
+/// Every name `generic-secret`'s regex accepts, with each suffix, quote and operator it
+/// allows, on a line of its own: built from the regex's alternatives in `tools/genrules.py`.
+fn generic_secret_assignments() -> Vec<String> {
     let value = "Zq8rT4lM0pXc2VbNk7Wd3sHy";
-    // each was missed before its keyword was added (or would be, once the rule's
-    // `requires_after_keyword` looks after the first keyword)
-    let names = [
-        "access.key",
-        "private.key",
-        "auth.key",
-        "master.key",
-        "sas-key",
-        "sas.key",
-        "jwtkey",
-        "jwtvalue",
-        "jwtid",
-        "jwtstr",
-        "jwtb64",
-        "jwthex",
-        "jwt\\",
-        "jwt\t",
-        "jwt",
-        "JWT_SIGNING",
+    let separated = [
+        "api",
+        "access",
+        "private",
+        "auth",
+        "client",
+        "signing",
+        "encryption",
+        "master",
+        "sas",
     ];
-    for name in names {
-        // `jwt` directly before each operator is a keyword of its own (`jwt!`, `jwt,`, ...)
-        for op in ["=", "!=", "?=", ",", " := "] {
-            let line = format!("{name}{op}{value}");
-            let mut out = Vec::new();
-            shared_det().scan(line.as_bytes(), &mut out);
-            assert!(
-                out.iter().any(|f| &*f.rule_id == "generic-secret"),
-                "{name}{op} not found: {out:?}"
-            );
+    let mut names: Vec<String> = vec![
+        "secret".into(),
+        "token".into(),
+        "apikey".into(),
+        "credential".into(),
+        "credentials".into(),
+        "jwt".into(),
+    ];
+    for first in separated {
+        let second = if first == "client" { "secret" } else { "key" };
+        for joint in ["", "_", "-", "."] {
+            names.push(format!("{first}{joint}{second}"));
         }
     }
+    let suffixes = [
+        "", "_x", "-x", ".x", "_a.b-c", "key", "value", "id", "str", "b64", "hex",
+    ];
+    let before_operator = ["", "\"", "'", "\\", " ", "\t", "\x0b", "\x0c", "\r", "\"' "];
+    let operators = ["=", ":=", "::", ":", "=>", "==", "!=", "?=", ","];
+    let mut lines = Vec::new();
+    for name in &names {
+        for suffix in suffixes {
+            for between in before_operator {
+                for op in operators {
+                    lines.push(format!("{name}{suffix}{between}{op}{value}"));
+                }
+            }
+        }
+    }
+    // upper case, and a line prefix
+    let more: Vec<String> = lines
+        .iter()
+        .step_by(7)
+        .flat_map(|l| {
+            [
+                l.to_ascii_uppercase(),
+                format!("2026-11-22T10:00:00.123Z export {l}"),
+            ]
+        })
+        .collect();
+    lines.extend(more);
+    lines
+}
+
+#[test]
+fn generic_secret_keywords_cover_every_name_its_regex_accepts() {
+    // `access.key=...`, `sas-key=...`, `jwtkey=...` and others were never tried before their
+    // keywords were added; with `requires_after_keyword`, a name without a keyword would
+    // also hide one later in the line
+    // alone, so that no higher-ranked rule's finding (`api-key-header`...) stands for it
+    let only = Detector::new(&DetectorConfig {
+        disable_rules: shared_det()
+            .rules()
+            .iter()
+            .map(|r| r.id.to_string())
+            .filter(|id| id != "generic-secret")
+            .collect(),
+        ..Default::default()
+    })
+    .unwrap();
+    for line in generic_secret_assignments() {
+        let mut out = Vec::new();
+        only.scan(line.as_bytes(), &mut out);
+        assert!(
+            out.iter().any(|f| &*f.rule_id == "generic-secret"),
+            "{line:?} not found: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn requires_after_keyword_loses_no_finding() {
+    let filtered = shared_det();
+    let mut unfiltered = det();
+    let mut rules_filtered = 0;
+    for rule in &mut unfiltered.rules {
+        rules_filtered += usize::from(!rule.required_after_keyword.is_empty());
+        rule.required_after_keyword.clear();
+    }
+    assert!(rules_filtered >= 2, "generic-secret and npmrc-auth-token");
+    let mut lines: Vec<String> = filtered
+        .rules()
+        .iter()
+        .flat_map(|r| r.spec.examples.iter().chain(&r.spec.counter_examples))
+        .cloned()
+        .collect();
+    lines.extend(generic_secret_assignments());
+    // the operator before the name, or the name twice with it between
+    lines.extend(
+        generic_secret_assignments()
+            .iter()
+            .step_by(11)
+            .flat_map(|l| {
+                let (name, value) = l.split_at(l.len() / 2);
+                [format!("{value} {name}"), format!("token {l} token")]
+            }),
+    );
+    let mut differ = Vec::new();
+    for line in &lines {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        filtered.scan(line.as_bytes(), &mut a);
+        unfiltered.scan(line.as_bytes(), &mut b);
+        let key = |f: &Finding| (f.rule_id.clone(), f.range.clone());
+        if a.iter().map(key).ne(b.iter().map(key)) {
+            differ.push(line);
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} lines differ: {differ:?}",
+        differ.len()
+    );
 }
 
 #[test]

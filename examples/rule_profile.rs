@@ -1,7 +1,7 @@
 //! Where detection spends its time on a given log: keyword-prefilter hits, and per rule the
-//! lines it was tried on (its regex runs on those that pass its cheap checks: `requires`,
-//! `requires_after_keyword`, test-runner result lines for generic rules), the time it took and the size its search cache grew to,
-//! slowest first.
+//! lines it was tried on, those its regex ran on (the rest failed a cheaper check:
+//! `requires`, `requires_after_keyword`, or for generic rules a test-runner result line),
+//! the time it took and the size its search cache grew to, slowest first.
 //!
 //! `cargo run --release --example rule_profile -- FILE [TOP]`
 
@@ -35,9 +35,10 @@ fn main() {
     );
     for rule in rules.iter().take(top) {
         println!(
-            "{:>9.1} ms {:>9} lines {:>6} KiB cache  {}",
+            "{:>9.1} ms {:>9} lines {:>9} regex runs {:>6} KiB cache  {}",
             rule.nanos as f64 / 1e6,
             rule.lines,
+            rule.regex_runs,
             rule.cache_bytes >> 10,
             rule.id
         );

@@ -575,7 +575,8 @@ impl Detector {
     }
 
     /// Runs a rule on the line `input[line]`, where the first of its keywords starts at
-    /// `keyword_at` (0 for a rule without keywords).
+    /// `keyword_at` (0 for a rule without keywords). Returns whether its regex ran: the
+    /// cheaper checks before it can turn the line away.
     #[allow(clippy::too_many_arguments)]
     fn apply_rule(
         &self,
@@ -586,21 +587,20 @@ impl Detector {
         keyword_at: usize,
         out: &mut Vec<Finding>,
         limit: usize,
-    ) {
+    ) -> bool {
         let rule = &self.rules[rule_index as usize];
         let ls = line.start;
         let line = &input[line];
         if !rule.required.iter().all(|r| r.find(line).is_some()) {
-            return;
+            return false;
         }
-        let after_keyword = &line[keyword_at..];
         if !rule.required_after_keyword.is_empty()
             && !rule
                 .required_after_keyword
                 .iter()
-                .any(|r| r.find(after_keyword).is_some())
+                .any(|r| r.find(&line[keyword_at..]).is_some())
         {
-            return;
+            return false;
         }
         // Generic rules take nothing from test-runner result lines; asking
         // before the regex runs spares it the lines that flood CI logs.
@@ -609,7 +609,7 @@ impl Detector {
                 .test_report_line
                 .get_or_insert_with(|| filters::is_test_report_line(line))
         {
-            return;
+            return false;
         }
         let regex = rule.regex.get();
         regexes.last_used[rule_index as usize] = regexes.calls;
@@ -680,6 +680,7 @@ impl Detector {
                 method: Method::Pattern,
             });
         }
+        true
     }
 
     fn accept(&self, rule: &Rule, secret: &[u8], line: &[u8], start: usize) -> bool {
@@ -789,11 +790,11 @@ impl Detector {
         hits.len()
     }
 
-    /// Profiling aid: per rule, time spent, lines tried and the size its regex cache grew to
-    /// when scanning `input`.
+    /// Profiling aid: per rule, time spent, lines tried, lines its regex ran on and the size
+    /// its regex cache grew to when scanning `input`.
     #[doc(hidden)]
     pub fn profile_rules(&self, input: &[u8]) -> Vec<RuleProfile> {
-        let mut stats = vec![(0u128, 0usize); self.rules.len()];
+        let mut stats = vec![(0u128, 0usize, 0usize); self.rules.len()];
         let mut scratch = Scratch::new();
         scratch.for_detector(self);
         let mut hits = Vec::new();
@@ -818,19 +819,22 @@ impl Detector {
             for (r, st) in first {
                 let t = std::time::Instant::now();
                 let regexes = &mut scratch.regexes;
-                self.apply_rule(regexes, r, input, s..e, st - s, &mut out, usize::MAX);
-                stats[r as usize].0 += t.elapsed().as_nanos();
-                stats[r as usize].1 += 1;
+                let ran = self.apply_rule(regexes, r, input, s..e, st - s, &mut out, usize::MAX);
+                let rule = &mut stats[r as usize];
+                rule.0 += t.elapsed().as_nanos();
+                rule.1 += 1;
+                rule.2 += usize::from(ran);
             }
         }
         self.rules
             .iter()
             .zip(stats)
             .zip(&scratch.regexes.caches)
-            .map(|((r, (nanos, lines)), cache)| RuleProfile {
+            .map(|((r, (nanos, lines, regex_runs)), cache)| RuleProfile {
                 id: r.id.to_string(),
                 nanos,
                 lines,
+                regex_runs,
                 cache_bytes: cache.as_ref().map_or(0, |c| c.memory_usage()),
             })
             .collect()
@@ -851,6 +855,8 @@ pub struct RuleProfile {
     pub id: String,
     pub nanos: u128,
     pub lines: usize,
+    /// the lines that passed the rule's cheaper checks
+    pub regex_runs: usize,
     pub cache_bytes: usize,
 }
 

@@ -148,15 +148,15 @@ fn user_rule_errors_name_id_and_field() {
     assert!(msg.contains("missing field"), "{msg}");
 }
 
-#[test]
-fn user_rules_and_allowlist() {
-    let spec = RuleSpec {
-        id: "acme-internal".into(),
-        name: "ACME internal token".into(),
-        family: "acme".into(),
+/// A user rule with the given id, regex and keywords, and every optional field unset.
+fn user_rule(id: &str, regex: &str, keywords: &[&str]) -> RuleSpec {
+    RuleSpec {
+        id: id.into(),
+        name: format!("test rule {id}"),
+        family: "test".into(),
         confidence: Confidence::High,
-        regex: r"\b(acme_[a-z0-9]{20})\b".into(),
-        keywords: vec!["acme_".into()],
+        regex: regex.into(),
+        keywords: keywords.iter().map(|k| k.to_string()).collect(),
         requires: vec![],
         requires_after_keyword: vec![],
         validator: None,
@@ -165,7 +165,12 @@ fn user_rules_and_allowlist() {
         generic: false,
         examples: vec![],
         counter_examples: vec![],
-    };
+    }
+}
+
+#[test]
+fn user_rules_and_allowlist() {
+    let spec = user_rule("acme-internal", r"\b(acme_[a-z0-9]{20})\b", &["acme_"]);
     let cfg = DetectorConfig {
         fingerprint_key: "k".into(),
         extra_rules: vec![spec],
@@ -187,22 +192,14 @@ fn user_rules_and_allowlist() {
 #[test]
 fn requires_after_keyword_looks_after_the_first_keyword() {
     let spec = RuleSpec {
-        id: "acme-after".into(),
-        name: "ACME token after a keyword".into(),
-        family: "acme".into(),
-        confidence: Confidence::High,
-        // matches without the required literal, so only the filter can reject a line
-        regex: r"(?i)(?:acmekey|acmetok)\W+(q[a-z0-9]{15})".into(),
-        keywords: vec!["acmekey".into(), "acmetok".into()],
-        requires: vec![],
         // two literals: any one will do
         requires_after_keyword: vec!["=".into(), "=>".into()],
-        validator: None,
-        min_entropy: None,
-        ci_filter: None,
-        generic: false,
-        examples: vec![],
-        counter_examples: vec![],
+        // matches without the required literal, so only the filter can reject a line
+        ..user_rule(
+            "acme-after",
+            r"(?i)(?:acmekey|acmetok)\W+(q[a-z0-9]{15})",
+            &["acmekey", "acmetok"],
+        )
     };
     let d = Detector::new(&DetectorConfig {
         extra_rules: vec![spec],
@@ -227,20 +224,12 @@ fn requires_after_keyword_counts_from_the_earliest_keyword_in_any_hit_order() {
     // the same rule found at 2: the rule's first keyword still starts at 0, and the required
     // `h` at 1 is after it.
     let spec = RuleSpec {
-        id: "hit-order".into(),
-        name: "keywords found out of order".into(),
-        family: "test".into(),
-        confidence: Confidence::High,
-        regex: r"the=jqxz (q[a-z0-9]{15})".into(),
-        keywords: vec!["the=jqxz".into(), "e=jq".into()],
-        requires: vec![],
         requires_after_keyword: vec!["h".into()],
-        validator: None,
-        min_entropy: None,
-        ci_filter: None,
-        generic: false,
-        examples: vec![],
-        counter_examples: vec![],
+        ..user_rule(
+            "hit-order",
+            r"the=jqxz (q[a-z0-9]{15})",
+            &["the=jqxz", "e=jq"],
+        )
     };
     let d = Detector::new(&DetectorConfig {
         extra_rules: vec![spec],
@@ -320,8 +309,8 @@ fn generic_secret_assignments() -> Vec<String> {
 fn generic_secret_keywords_cover_every_name_its_regex_accepts() {
     // `access.key=...`, `sas-key=...`, `jwtkey=...` and others were never tried before their
     // keywords were added; with `requires_after_keyword`, a name without a keyword would
-    // also hide one later in the line
-    // alone, so that no higher-ranked rule's finding (`api-key-header`...) stands for it
+    // also hide one later in the line. The rule runs alone, so that no higher-ranked rule's
+    // finding (`api-key-header`...) stands for it.
     let only = Detector::new(&DetectorConfig {
         disable_rules: shared_det()
             .rules()
@@ -365,8 +354,8 @@ fn requires_after_keyword_loses_no_finding() {
             .iter()
             .step_by(11)
             .flat_map(|l| {
-                let (name, value) = l.split_at(l.len() / 2);
-                [format!("{value} {name}"), format!("token {l} token")]
+                let (front, back) = l.split_at(l.len() / 2);
+                [format!("{back} {front}"), format!("token {l} token")]
             }),
     );
     let mut differ = Vec::new();

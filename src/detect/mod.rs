@@ -188,8 +188,14 @@ struct RegexScratch {
     last_used: Vec<u64>,
     /// scan calls so far
     calls: u64,
-    /// a cache was made since the budget was last checked
-    grown: bool,
+    /// the rules that ran in this call
+    used_now: Vec<u32>,
+    /// per rule, its cache's size when last measured (0 without a cache)
+    counted: Vec<usize>,
+    /// the sum of `counted`
+    total: usize,
+    /// how many caches there are
+    present: usize,
     /// the most the caches may hold together, if not [`REGEX_CACHE_BUDGET`]
     budget: Option<usize>,
     slots: Vec<Option<regex_automata::util::primitives::NonMaxUsize>>,
@@ -205,25 +211,38 @@ struct RegexScratch {
 const REGEX_CACHE_BUDGET: usize = 3 << 20;
 
 impl RegexScratch {
-    /// Drops the least recently used caches while over budget. Caches also
-    /// grow as they are used, so the sum is checked every 64 calls even when
-    /// none was made.
+    /// At the end of a call: measures the caches of the rules that ran (only
+    /// they can have grown) and, while over budget, drops the caches of the
+    /// rules that ran longest ago. Those of this call stay, so it is over
+    /// budget only by what they hold.
     fn enforce_budget(&mut self) {
-        if !self.grown && !self.calls.is_multiple_of(64) {
-            return;
+        let ran = self.used_now.len();
+        for r in self.used_now.drain(..) {
+            let r = r as usize;
+            let now = self.caches[r].as_ref().map_or(0, |c| c.memory_usage());
+            self.total = self.total - self.counted[r] + now;
+            self.counted[r] = now;
         }
-        self.grown = false;
-        let mut total: usize = self.caches.iter().flatten().map(|c| c.memory_usage()).sum();
         let budget = self.budget.unwrap_or(REGEX_CACHE_BUDGET);
-        while total > budget {
+        // (each rule that ran has a cache; without others, there is nothing to look for)
+        while self.total > budget && self.present > ran {
             let Some(oldest) = (0..self.caches.len())
                 .filter(|&r| self.caches[r].is_some() && self.last_used[r] < self.calls)
                 .min_by_key(|&r| self.last_used[r])
             else {
                 break;
             };
-            let dropped = self.caches[oldest].take().expect("filtered to present");
-            total -= dropped.memory_usage();
+            self.caches[oldest] = None;
+            self.present -= 1;
+            self.total -= std::mem::take(&mut self.counted[oldest]);
+        }
+    }
+
+    /// Marks a rule as run in this call.
+    fn used(&mut self, rule: u32) {
+        if self.last_used[rule as usize] != self.calls {
+            self.last_used[rule as usize] = self.calls;
+            self.used_now.push(rule);
         }
     }
 }
@@ -250,6 +269,10 @@ impl Scratch {
                 .caches
                 .resize_with(detector.rules.len(), || None);
             self.regexes.last_used = vec![0; detector.rules.len()];
+            self.regexes.counted = vec![0; detector.rules.len()];
+            self.regexes.total = 0;
+            self.regexes.present = 0;
+            self.regexes.used_now.clear();
             self.first_keyword = vec![0; detector.rules.len()];
         }
     }
@@ -612,9 +635,9 @@ impl Detector {
             return false;
         }
         let regex = rule.regex.get();
-        regexes.last_used[rule_index as usize] = regexes.calls;
+        regexes.used(rule_index);
         let cache = regexes.caches[rule_index as usize].get_or_insert_with(|| {
-            regexes.grown = true;
+            regexes.present += 1;
             regex.create_cache()
         });
         let slots = &mut regexes.slots;

@@ -659,6 +659,10 @@ fn regex_caches_stay_within_budget_and_eviction_changes_no_finding() {
             .sum();
         largest_in_one_call = largest_in_one_call.max(used_last);
         assert!(cache_bytes(&scratch) <= REGEX_CACHE_BUDGET + used_last);
+        // the running count the budget is enforced against
+        assert_eq!(scratch.regexes.total, cache_bytes(&scratch));
+        let present = scratch.regexes.caches.iter().flatten().count();
+        assert_eq!(scratch.regexes.present, present);
     }
     assert!(
         scratch.regexes.caches.iter().flatten().count() < d.rules().len(),

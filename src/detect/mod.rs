@@ -16,6 +16,7 @@
 //! mutable part, the known values, is replaced with `&mut self` or passed per call to
 //! [`Detector::scan_with`].
 
+mod anchor;
 pub mod filters;
 pub mod fingerprint;
 pub mod known;
@@ -202,6 +203,8 @@ struct RegexScratch {
     /// whether the line the rules run on is a test-runner result line, once
     /// a generic rule asked (several usually run on the same line)
     test_report_line: Option<bool>,
+    /// where the line's keywords of the rule being run start, for an anchored search
+    keyword_starts: Vec<usize>,
 }
 
 /// See [`RegexScratch`]. The busy rules of the bench corpus (those that run
@@ -284,6 +287,8 @@ struct Line<'a> {
     s: usize,
     e: usize,
     first_keyword: &'a [usize],
+    /// the prefilter's hits in the line
+    hits: &'a [(usize, u32)],
 }
 
 impl fmt::Debug for Scratch {
@@ -515,7 +520,8 @@ impl Detector {
             touched.clear();
             self.prefilter.find_all(input, hits);
             let mut cur: Option<(usize, usize)> = None;
-            for &(st, kw) in hits.iter() {
+            let mut line_hits = 0;
+            for (i, &(st, kw)) in hits.iter().enumerate() {
                 let in_cur = matches!(cur, Some((s, e)) if st >= s && st < e);
                 if !in_cur {
                     if let Some((s, e)) = cur {
@@ -523,6 +529,7 @@ impl Detector {
                             s,
                             e,
                             first_keyword,
+                            hits: &hits[line_hits..i],
                         };
                         self.run_line(regexes, input, line, touched, cand, out, limit);
                         if out.len() >= limit {
@@ -532,6 +539,7 @@ impl Detector {
                     let s = memchr::memrchr(b'\n', &input[..st]).map_or(0, |p| p + 1);
                     let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
                     cur = Some((s, e));
+                    line_hits = i;
                 }
                 // Hits come in the order of the grams that found them, not always by start.
                 for &r in &self.kw_rules[kw as usize] {
@@ -550,6 +558,7 @@ impl Detector {
                     s,
                     e,
                     first_keyword,
+                    hits: &hits[line_hits..],
                 };
                 self.run_line(regexes, input, line, touched, cand, out, limit);
             }
@@ -561,7 +570,7 @@ impl Detector {
                     scratch.regexes.test_report_line = None;
                     for &r in &self.always {
                         let line = s..e;
-                        self.apply_rule(&mut scratch.regexes, r, input, line, 0, out, limit);
+                        self.apply_rule(&mut scratch.regexes, r, input, line, 0, &[], out, limit);
                     }
                 }
                 s = e + 1;
@@ -592,14 +601,16 @@ impl Detector {
         for &r in touched.iter() {
             cand[(r / 64) as usize] &= !(1 << (r % 64));
             let keyword_at = line.first_keyword[r as usize] - line.s;
-            self.apply_rule(regexes, r, input, line.s..line.e, keyword_at, out, limit);
+            let range = line.s..line.e;
+            self.apply_rule(regexes, r, input, range, keyword_at, line.hits, out, limit);
         }
         touched.clear();
     }
 
     /// Runs a rule on the line `input[line]`, where the first of its keywords starts at
-    /// `keyword_at` (0 for a rule without keywords). Returns whether its regex ran: the
-    /// cheaper checks before it can turn the line away.
+    /// `keyword_at` (0 for a rule without keywords) and `hits` are the prefilter's hits in the
+    /// line (empty for a rule without keywords). Returns whether its regex ran: the cheaper
+    /// checks before it can turn the line away.
     #[allow(clippy::too_many_arguments)]
     fn apply_rule(
         &self,
@@ -608,6 +619,7 @@ impl Detector {
         input: &[u8],
         line: Range<usize>,
         keyword_at: usize,
+        hits: &[(usize, u32)],
         out: &mut Vec<Finding>,
         limit: usize,
     ) -> bool {
@@ -649,10 +661,39 @@ impl Detector {
                 slots.get(2 * g + 1)?.as_ref()?.get(),
             ))
         };
+        // A match of a rule that `starts_at_keyword` begins where one of its keywords does:
+        // the regex is tried anchored there, in order, instead of over the whole line.
+        let starts = &mut regexes.keyword_starts;
+        starts.clear();
+        let anchored = !hits.is_empty() && rule.regex.starts_at_keyword();
+        if anchored {
+            starts.extend(
+                hits.iter()
+                    .filter(|(_, kw)| self.kw_rules[*kw as usize].contains(&rule_index))
+                    .map(|(st, _)| st - ls),
+            );
+            starts.sort_unstable();
+            starts.dedup();
+        }
+        let mut next_start = 0;
         let mut at = 0;
         while at <= line.len() && out.len() < limit {
-            let input = regex_automata::Input::new(line).span(at..line.len());
+            let input = if anchored {
+                let Some(k) = starts[next_start..].iter().position(|&st| st >= at) else {
+                    break;
+                };
+                let st = starts[next_start + k];
+                next_start += k + 1;
+                regex_automata::Input::new(line)
+                    .span(st..line.len())
+                    .anchored(regex_automata::Anchored::Yes)
+            } else {
+                regex_automata::Input::new(line).span(at..line.len())
+            };
             if regex.search_slots_with(cache, &input, slots).is_none() {
+                if anchored {
+                    continue;
+                }
                 break;
             }
             let (start, end) = group(slots, 0).expect("a match has its overall span");
@@ -830,6 +871,7 @@ impl Detector {
             let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
             // per rule of the line's keywords, where its first keyword starts
             let mut first = std::collections::BTreeMap::new();
+            let line_hits = at;
             while at < hits.len() && hits[at].0 < e {
                 let (st, kw) = hits[at];
                 for &r in &self.kw_rules[kw as usize] {
@@ -842,7 +884,17 @@ impl Detector {
             for (r, st) in first {
                 let t = std::time::Instant::now();
                 let regexes = &mut scratch.regexes;
-                let ran = self.apply_rule(regexes, r, input, s..e, st - s, &mut out, usize::MAX);
+                let line_hits = &hits[line_hits..at];
+                let ran = self.apply_rule(
+                    regexes,
+                    r,
+                    input,
+                    s..e,
+                    st - s,
+                    line_hits,
+                    &mut out,
+                    usize::MAX,
+                );
                 let rule = &mut stats[r as usize];
                 rule.0 += t.elapsed().as_nanos();
                 rule.1 += 1;

@@ -141,20 +141,42 @@ pub struct Rule {
 /// DFA per rule instead of one per thread that ever ran it.
 pub(crate) struct LazyRegex {
     pattern: String,
+    /// the rule's keywords, for [`Compiled::starts_at_keyword`]
+    keywords: Vec<String>,
+    /// false to search the whole line even where anchoring is proven (tests compare the two)
+    may_anchor: bool,
     lazy_dfa_capacity: usize,
-    /// the regex, and the index of its group named `secret` if it has one
-    compiled: std::sync::OnceLock<(Regex, Option<usize>)>,
+    compiled: std::sync::OnceLock<Compiled>,
+}
+
+struct Compiled {
+    regex: Regex,
+    /// the index of the group named `secret`, if the regex has one
+    secret_group: Option<usize>,
+    /// every match begins with one of the rule's keywords (see [`super::anchor`])
+    starts_at_keyword: bool,
 }
 
 impl LazyRegex {
     pub(crate) fn get(&self) -> &Regex {
-        &self.compiled().0
+        &self.compiled().regex
     }
 
     /// The index of the group named `secret`, if the regex has one (without one, the caller
     /// takes the first group that matched).
     pub(crate) fn secret_group(&self) -> Option<usize> {
-        self.compiled().1
+        self.compiled().secret_group
+    }
+
+    /// Whether every match begins with one of the rule's keywords, so that the regex can be
+    /// searched anchored at each keyword the line holds instead of over the whole line.
+    pub(crate) fn starts_at_keyword(&self) -> bool {
+        self.may_anchor && self.compiled().starts_at_keyword
+    }
+
+    #[cfg(test)]
+    pub(crate) fn never_anchor(&mut self) {
+        self.may_anchor = false;
     }
 
     /// Sets the capacity the regex is built with; before its first use.
@@ -163,16 +185,31 @@ impl LazyRegex {
         self.lazy_dfa_capacity = bytes;
     }
 
-    fn compiled(&self) -> &(Regex, Option<usize>) {
+    fn compiled(&self) -> &Compiled {
         self.compiled.get_or_init(|| {
             let regex = build_regex(&self.pattern, self.lazy_dfa_capacity)
                 .expect("a user rule's pattern compiled when it loaded, a built-in one in tests");
-            let secret = regex
+            let secret_group = regex
                 .group_info()
                 .to_index(regex_automata::PatternID::ZERO, "secret");
-            (regex, secret)
+            let starts_at_keyword = parse_pattern(&self.pattern)
+                .is_ok_and(|hir| super::anchor::matches_begin_with_a_keyword(&hir, &self.keywords));
+            Compiled {
+                regex,
+                secret_group,
+                starts_at_keyword,
+            }
         })
     }
+}
+
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
+}
+
+/// The pattern as the regex is built from it.
+pub(crate) fn parse_pattern(pattern: &str) -> Result<regex_syntax::hir::Hir, String> {
+    syntax::parse_with(pattern, &syntax_config()).map_err(|e| e.to_string())
 }
 
 fn finders(literals: &[String]) -> Vec<memchr::memmem::Finder<'static>> {
@@ -186,7 +223,7 @@ fn finders(literals: &[String]) -> Vec<memchr::memmem::Finder<'static>> {
 /// matching over arbitrary bytes, ASCII classes.
 fn build_regex(pattern: &str, lazy_dfa_capacity: usize) -> Result<Regex, String> {
     Regex::builder()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .syntax(syntax_config())
         .configure(
             Regex::config()
                 .utf8_empty(false)
@@ -332,6 +369,8 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
         generic: spec.generic,
         regex: LazyRegex {
             pattern: spec.regex.clone(),
+            keywords: spec.keywords.clone(),
+            may_anchor: true,
             lazy_dfa_capacity: LAZY_DFA_CAPACITY,
             compiled: std::sync::OnceLock::new(),
         },

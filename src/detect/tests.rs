@@ -675,3 +675,92 @@ fn regex_caches_stay_within_budget_and_eviction_changes_no_finding() {
         assert_eq!(&out, expected, "{largest_in_one_call}");
     }
 }
+
+#[test]
+fn most_builtin_rules_search_anchored_at_their_keywords() {
+    let d = shared_det();
+    let anchored: Vec<&str> = d
+        .rules()
+        .iter()
+        .filter(|r| r.regex.starts_at_keyword())
+        .map(|r| &*r.id)
+        .collect();
+    assert!(anchored.len() >= 350, "{}", anchored.len());
+    for id in [
+        "github-pat",
+        "azure-devops-pat-legacy",
+        "openai-legacy-key",
+        "nytimes-key",
+    ] {
+        assert!(anchored.contains(&id), "{id}");
+    }
+    // matches that begin before the keyword
+    for id in ["generic-secret", "octopus-api-key", "sidekiq-secret"] {
+        assert!(!anchored.contains(&id), "{id}");
+    }
+}
+
+#[test]
+fn anchored_search_finds_what_a_search_of_the_whole_line_finds() {
+    let anchored = shared_det();
+    let mut whole_line = det();
+    for rule in &mut whole_line.rules {
+        rule.regex.never_anchor();
+    }
+    let mut lines: Vec<String> = Vec::new();
+    for rule in anchored.rules() {
+        let examples = rule.spec.examples.iter().chain(&rule.spec.counter_examples);
+        for ex in examples {
+            lines.push(ex.clone());
+            // a keyword that starts no match before it, two matches, and matches run together
+            for kw in rule.keywords.iter().take(2) {
+                lines.push(format!("{kw} {ex}"));
+                lines.push(format!("{kw}{ex}"));
+                lines.push(format!("{ex} {kw} {ex}"));
+            }
+            lines.push(format!("{ex}{ex}"));
+        }
+    }
+    let mut differ = Vec::new();
+    for line in &lines {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        anchored.scan(line.as_bytes(), &mut a);
+        whole_line.scan(line.as_bytes(), &mut b);
+        let key = |f: &Finding| (f.rule_id.clone(), f.range.clone());
+        if a.iter().map(key).ne(b.iter().map(key)) {
+            differ.push(line);
+        }
+    }
+    assert!(lines.len() > 5000, "{}", lines.len());
+    assert!(
+        differ.is_empty(),
+        "{} of {} lines differ: {differ:?}",
+        differ.len(),
+        lines.len()
+    );
+}
+
+#[test]
+fn anchored_search_tries_every_keyword_of_the_line_in_turn() {
+    let rule = user_rule(
+        "ctx-word",
+        r"(?i)ctxword[a-z_]{0,5}\s*=\s*([a-z]{10})",
+        &["ctxword"],
+    );
+    let d = Detector::new(&DetectorConfig {
+        extra_rules: vec![rule],
+        ..Default::default()
+    })
+    .unwrap();
+    let ours = d.rules().iter().find(|r| &*r.id == "ctx-word").unwrap();
+    assert!(ours.regex.starts_at_keyword());
+    let line = b"ctxword is here; CTXWORD_KEY = qzrlmtpxcv, ctxwordctxword=bnkwdhjsyf";
+    let mut found = Vec::new();
+    d.scan(line, &mut found);
+    let secrets: Vec<&[u8]> = found
+        .iter()
+        .filter(|f| &*f.rule_id == "ctx-word")
+        .map(|f| &line[f.range.clone()])
+        .collect();
+    assert_eq!(secrets, [&b"qzrlmtpxcv"[..], b"bnkwdhjsyf"]);
+}

@@ -188,7 +188,7 @@ P('azure-sas-token', 'Azure shared access signature', 'azure', r'''[?&]sig=([A-Z
 P('azure-ad-client-secret', 'Azure AD (Entra) client secret', 'azure',
   r'''(?:^|[\\'"\x60\s>=:(,])([a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.\-]{31,34})(?:$|[\\'"\x60\s<),])''', [d + 'Q~' for d in '0123456789'], '{a3}8Q~{a34}', lines=['export AZURE_CLIENT_SECRET="{S}"', 'az login --service-principal -u app --password={S} --tenant t'])
 P('azure-devops-pat', 'Azure DevOps personal access token (84-char)', 'azure', r'\b([0-9A-Za-z]{52}JQQJ9[0-9A-Za-z]{19}AZDO[0-9A-Za-z]{4})\b', ['AZDO'], '{a52}JQQJ9{a19}AZDO{a4}')
-C('azure-devops-pat-legacy', 'Azure DevOps personal access token (52-char)', 'azure', 'azure|ado[_\-]|devops|vsts|system_accesstoken', ['azure', 'ado_', 'ado-', 'devops', 'vsts', 'system_accesstoken'],
+C('azure-devops-pat-legacy', 'Azure DevOps personal access token (52-char)', 'azure', r'azure|ado[_.\-]|devops|vsts|system_accesstoken', ['azure', 'ado_', 'ado-', 'ado.', 'devops', 'vsts', 'system_accesstoken'],
   '[a-z2-7]{52}', '{Z52}', 'AZURE_DEVOPS_EXT_PAT')
 P('microsoft-identifiable-key', 'Microsoft common annotated security key', 'azure', r'\b([0-9A-Za-z]{52}JQQJ9[0-9A-Za-z]{4}[A-Za-z0-9]{23})\b', ['JQQJ9'],
   '{a52}JQQJ9{a27}', conf='medium')
@@ -347,7 +347,7 @@ P('cloudflare-origin-ca-key', 'Cloudflare Origin CA key', 'cloudflare', r'\b(v1\
 C('cloudflare-api-token', 'Cloudflare API token', 'cloudflare', 'cloudflare|cf_api|cf_token|cf-api', ['cloudflare', 'cf_api', 'cf_token', 'cf-api'], r'[A-Za-z0-9_\-]{40}', '{a40}', 'CLOUDFLARE_API_TOKEN', conf='high')
 C('cloudflare-global-api-key', 'Cloudflare global API key', 'cloudflare', 'cloudflare|cf_api|cf-auth-key|x-auth-key', ['cloudflare', 'cf_api', 'cf-auth-key', 'x-auth-key'], r'[a-f0-9]{37}', '{h37}', 'CLOUDFLARE_API_KEY', conf='high')
 C('fastly-api-token', 'Fastly API token', 'fastly', 'fastly', ['fastly'], r'[A-Za-z0-9=_\-]{32}', '{a32}', 'FASTLY_API_TOKEN', conf='high')
-C('akamai-client-secret', 'Akamai EdgeGrid client secret', 'akamai', 'akamai|client[_-]secret', ['akamai', 'client_secret', 'client-secret'], r'[A-Za-z0-9+/]{43}=', '{b43}=', 'AKAMAI_CLIENT_SECRET', conf='high')
+C('akamai-client-secret', 'Akamai EdgeGrid client secret', 'akamai', 'akamai', ['akamai'], r'[A-Za-z0-9+/]{43}=', '{b43}=', 'AKAMAI_CLIENT_SECRET', conf='high')
 P('akamai-client-token', 'Akamai EdgeGrid client/access token', 'akamai', r'\b(akab-[a-z0-9]{16}-[a-z0-9]{16})\b', ['akab-'], 'akab-{l16}-{l16}', conf='medium')
 C('linode-token', 'Linode / Akamai Cloud token', 'linode', 'linode', ['linode'], r'[a-f0-9]{64}', '{h64}', 'LINODE_TOKEN', conf='high')
 C('vultr-api-key', 'Vultr API key', 'vultr', 'vultr', ['vultr'], r'[A-Z0-9]{36}', '{u36}', 'VULTR_API_KEY', conf='high')
@@ -359,7 +359,7 @@ C('alibaba-secret-key', 'Alibaba Cloud AccessKey secret', 'alibaba', 'alibaba|al
 P('tencent-secret-id', 'Tencent Cloud SecretId', 'tencent', r'\b(AKID[A-Za-z0-9]{32})\b', ['AKID'], 'AKID{a32}', conf='medium')
 C('tencent-secret-key', 'Tencent Cloud SecretKey', 'tencent', 'tencent|tencentcloud|qcloud', ['tencent', 'qcloud'], r'[A-Za-z0-9]{32}', '{a32}', 'TENCENTCLOUD_SECRET_KEY', conf='high')
 C('huawei-secret-key', 'Huawei Cloud secret key', 'huawei', 'huawei|huaweicloud', ['huawei'], r'[A-Za-z0-9]{40}', '{a40}', 'HUAWEICLOUD_SDK_SK', conf='high')
-C('ibm-cloud-api-key', 'IBM Cloud API key', 'ibm', 'ibm[_\-]|ibmcloud|bluemix', ['ibm_', 'ibm-', 'ibmcloud', 'bluemix'], r'[A-Za-z0-9_\-]{44}', '{a44}', 'IBMCLOUD_API_KEY', conf='high')
+C('ibm-cloud-api-key', 'IBM Cloud API key', 'ibm', r'ibm[_.\-]|ibmcloud|bluemix', ['ibm.', 'ibm_', 'ibm-', 'ibmcloud', 'bluemix'], r'[A-Za-z0-9_\-]{44}', '{a44}', 'IBMCLOUD_API_KEY', conf='high')
 C('oracle-oci-key', 'Oracle Cloud auth token', 'oracle', 'oci[_-]|oracle', ['oci_', 'oci-', 'oracle'], r'[A-Za-z0-9+/=:;\-_.()<>]{20}', '{a20}', 'OCI_AUTH_TOKEN', min_entropy=3.5)
 P('yandex-access-token', 'Yandex Cloud IAM token', 'yandex', r'\b(t1\.[A-Za-z0-9_\-]+={0,2}\.[A-Za-z0-9_\-]{86}={0,2})' + END_B64, ['yandex', 't1.9'], 't1.9eu{a20}.{a86}')
 P('yandex-api-key', 'Yandex Cloud API key', 'yandex', r'\b(AQVN[A-Za-z0-9_\-]{35,38})' + END, ['AQVN'], 'AQVN{a36}')
@@ -428,7 +428,7 @@ C('amplitude-secret', 'Amplitude secret key', 'amplitude', 'amplitude', ['amplit
 # ---- AI -------------------------------------------------------------------------------------
 P('openai-api-key', 'OpenAI API key', 'openai', r'\b(sk-(?:(?:proj|svcacct|admin)-)?[A-Za-z0-9_\-]{16,200}T3BlbkFJ[A-Za-z0-9_\-]{16,200})' + END, ['T3BlbkFJ'], 'sk-proj-{a58}T3BlbkFJ{a58}')
 P('openai-api-key-v2', 'OpenAI project / service account key', 'openai', r'\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{80,200})' + END, ['sk-proj-', 'sk-svcacct-', 'sk-admin-'], 'sk-proj-{a120}')
-C('openai-legacy-key', 'OpenAI API key (legacy sk- with context)', 'openai', 'openai|gpt[_\-]|chatgpt', ['openai', 'gpt_', 'gpt-', 'chatgpt'], r'sk-[A-Za-z0-9]{48}', 'sk-{a48}', 'OPENAI_API_KEY', conf='high')
+C('openai-legacy-key', 'OpenAI API key (legacy sk- with context)', 'openai', r'openai|gpt[_.\-0-9]|chatgpt', ['openai', 'gpt.'] + ['gpt%d' % d for d in range(10)] + ['gpt_', 'gpt-', 'chatgpt'], r'sk-[A-Za-z0-9]{48}', 'sk-{a48}', 'OPENAI_API_KEY', conf='high')
 P('anthropic-api-key', 'Anthropic API key', 'anthropic', r'\b(sk-ant-(?:api|admin|sid)\d\d-[A-Za-z0-9_\-]{80,120})' + END, ['sk-ant-'], 'sk-ant-api03-{a93}AA')
 P('huggingface-token', 'Hugging Face access token', 'huggingface', r'\b(hf_[A-Za-z0-9]{34,40})\b', ['hf_' + c for c in string.ascii_lowercase + string.digits], 'hf_{L34}')
 P('huggingface-org-token', 'Hugging Face organization token', 'huggingface', r'\b(api_org_[A-Za-z0-9]{34})\b', ['api_org_'], 'api_org_{L34}')
@@ -484,7 +484,7 @@ C('etsy-token', 'Etsy access token', 'etsy', 'etsy', ['etsy'], r'[a-z0-9]{24}', 
 C('shippo-token-context', 'Shippo token (context)', 'shippo', 'shippo', ['shippo'], r'shippo_(?:live|test)_[a-f0-9]{40}', 'shippo_live_{h40}', 'SHIPPO_API_TOKEN', conf='high')
 P('shippo-token', 'Shippo API token', 'shippo', r'\b(shippo_(?:live|test)_[a-f0-9]{40})\b', ['shippo_'], 'shippo_live_{h40}')
 P('easypost-api-key', 'EasyPost API / test key', 'easypost', r'\b(EZ[AT]K[A-Za-z0-9]{54})\b', ['EZAK', 'EZTK'], 'EZAK{a54}')
-C('lob-api-key', 'Lob API key', 'lob', 'lob[_\-]', ['lob_', 'lob-'], r'(?:live|test)_[a-f0-9]{35}|(?:test|live)_pub_[a-f0-9]{31}', 'live_{h35}', 'LOB_API_KEY', conf='high')
+C('lob-api-key', 'Lob API key', 'lob', r'lob[_.\-]', ['lob_', 'lob-', 'lob.'], r'(?:live|test)_[a-f0-9]{35}|(?:test|live)_pub_[a-f0-9]{31}', 'live_{h35}', 'LOB_API_KEY', conf='high')
 P('duffel-token', 'Duffel API token', 'duffel', r'\b(duffel_(?:test|live)_[A-Za-z0-9_\-=]{43})' + END_B64, ['duffel_'], 'duffel_live_{a43}')
 P('frameio-token', 'Frame.io API token', 'frameio', r'\b(fio-u-[A-Za-z0-9\-_=]{64})' + END_B64, ['fio-u-'], 'fio-u-{a64}')
 P('scalingo-token', 'Scalingo API token', 'scalingo', r'\b(tk-us-[A-Za-z0-9_\-]{48})' + END, ['tk-us-'], 'tk-us-{a48}')
@@ -501,8 +501,8 @@ C('here-api-key', 'HERE API key', 'here', r'here[_-]api', ['here_api', 'here-api
 C('okta-token', 'Okta API token', 'okta', 'okta', ['okta'], r'00[A-Za-z0-9=_\-]{40}', '00{a40}', 'OKTA_API_TOKEN', conf='high')
 C('auth0-client-secret', 'Auth0 client secret', 'auth0', r'auth0', ['auth0'], r'[A-Za-z0-9_\-]{64}', '{a64}', 'AUTH0_CLIENT_SECRET_VALUE', conf='high', counter=['export AUTH0_CLIENT_ID=xx'])
 C('onelogin-secret', 'OneLogin client secret', 'onelogin', 'onelogin', ['onelogin'], r'[a-f0-9]{64}', '{h64}', 'ONELOGIN_CLIENT_SECRET', conf='high')
-C('duo-integration-key', 'Duo integration key', 'duo', 'duo[_\-]|ikey', ['duo_', 'duo-', 'ikey'], r'DI[A-Z0-9]{18}', 'DI{u18}', 'DUO_IKEY', conf='low')
-C('duo-secret-key', 'Duo secret key', 'duo', r'duo[_\-]', ['duo_', 'duo-'], r'[A-Za-z0-9]{40}', '{a40}', 'DUO_SECRET_KEY', conf='high')
+C('duo-integration-key', 'Duo integration key', 'duo', r'duo[_.\-]|ikey', ['duo.', 'duo_', 'duo-', 'ikey'], r'DI[A-Z0-9]{18}', 'DI{u18}', 'DUO_IKEY', conf='low')
+C('duo-secret-key', 'Duo secret key', 'duo', r'duo[_.\-]|duoskey', ['duo_', 'duo-', 'duo.', 'duoskey'], r'[A-Za-z0-9]{40}', '{a40}', 'DUO_SECRET_KEY', conf='high')
 P('clerk-secret-key', 'Clerk secret key', 'clerk', r'\b(sk_(?:test|live)_[A-Za-z0-9]{40,60})\b', ['sk_test_', 'sk_live_'], 'sk_live_{a50}')
 C('twitch-token', 'Twitch API token', 'twitch', 'twitch', ['twitch'], r'[a-z0-9]{30}', '{l30}', 'TWITCH_CLIENT_SECRET', conf='high')
 C('twitter-api-key', 'Twitter API key', 'twitter', 'twitter|consumer[_-]?key', ['twitter', 'consumer'], r'[A-Za-z0-9]{25}', '{a25}', 'TWITTER_API_KEY', conf='medium')

@@ -12,19 +12,22 @@
 //!
 //! The analysis proves, from the parsed pattern, that every match begins with
 //! one of the keywords, ASCII case-insensitively as the prefilter finds them;
-//! where it cannot tell, the rule is searched unanchored, as before.
+//! where it cannot tell, the rule is searched unanchored, as before. A try can
+//! read to the end of the line when the pattern allows (`[a-z]+`), so a line
+//! gets at most [`MAX_ANCHORED_TRIES`](super::MAX_ANCHORED_TRIES) of them
+//! before the rest of it is searched whole.
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// Most distinct prefixes followed through the pattern before giving up.
 const MAX_PREFIXES: usize = 64;
 /// Largest class (after case folding) whose bytes are followed one by one.
-const MAX_CLASS_BYTES: usize = 8;
+const MAX_CLASS_BYTES: usize = 16;
 
 /// Whether every match of `hir` begins with one of `keywords`, compared
 /// ASCII case-insensitively. False when the pattern's structure does not show
 /// it, which is always safe.
-pub(crate) fn matches_begin_with_a_keyword(hir: &Hir, keywords: &[String]) -> bool {
+pub(crate) fn anchorable(hir: &Hir, keywords: &[String]) -> bool {
     let Some(longest) = keywords.iter().map(String::len).max() else {
         return false;
     };
@@ -169,7 +172,41 @@ mod tests {
     fn anchors(pattern: &str, keywords: &[&str]) -> bool {
         let hir = super::super::rules::parse_pattern(pattern).expect("pattern parses");
         let keywords: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
-        matches_begin_with_a_keyword(&hir, &keywords)
+        anchorable(&hir, &keywords)
+    }
+
+    #[test]
+    fn empty_and_never_repeated_parts_are_no_keyword() {
+        assert!(!anchors(r"(?:|x)secret=(\w{1,9})", &["secret"]));
+        assert!(anchors(r"(?:|x)secret=(\w{1,9})", &["secret", "xsecret"]));
+        assert!(anchors(r"(?:x{0})secret=(\w{1,9})", &["secret"]));
+    }
+
+    #[test]
+    fn too_many_spellings_to_follow_do_not_anchor() {
+        // n classes of two letters spell 2^n words, every one a keyword: 64 are
+        // followed (MAX_PREFIXES), 128 are not
+        let spellings = |n: usize| -> Vec<String> {
+            (0..1u32 << n)
+                .map(|bits| {
+                    (0..n)
+                        .map(|i| if bits >> i & 1 == 1 { 'b' } else { 'a' })
+                        .collect()
+                })
+                .collect()
+        };
+        for (n, followed) in [(6, true), (7, false)] {
+            let pattern = format!("{}=(\\w{{1,9}})", "[ab]".repeat(n));
+            let words = spellings(n);
+            let keywords: Vec<&str> = words.iter().map(String::as_str).collect();
+            assert_eq!(anchors(&pattern, &keywords), followed, "{n}");
+        }
+    }
+
+    #[test]
+    fn unicode_case_folding_is_not_taken_for_ascii() {
+        // under (?u), `k` also matches the Kelvin sign, which no ASCII keyword finds
+        assert!(!anchors(r"(?iu)key=(\w{1,9})", &["key"]));
     }
 
     #[test]

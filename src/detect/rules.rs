@@ -187,13 +187,19 @@ impl LazyRegex {
 
     fn compiled(&self) -> &Compiled {
         self.compiled.get_or_init(|| {
-            let regex = build_regex(&self.pattern, self.lazy_dfa_capacity)
+            // One parse serves the analysis and the build, so what was analysed is what runs.
+            let built = parse_pattern(&self.pattern).and_then(|hir| {
+                let anchorable = super::anchor::anchorable(&hir, &self.keywords);
+                let regex = regex_builder(self.lazy_dfa_capacity)
+                    .build_from_hir(&hir)
+                    .map_err(|e| e.to_string())?;
+                Ok((regex, anchorable))
+            });
+            let (regex, starts_at_keyword) = built
                 .expect("a user rule's pattern compiled when it loaded, a built-in one in tests");
             let secret_group = regex
                 .group_info()
                 .to_index(regex_automata::PatternID::ZERO, "secret");
-            let starts_at_keyword = parse_pattern(&self.pattern)
-                .is_ok_and(|hir| super::anchor::matches_begin_with_a_keyword(&hir, &self.keywords));
             Compiled {
                 regex,
                 secret_group,
@@ -221,19 +227,23 @@ fn finders(literals: &[String]) -> Vec<memchr::memmem::Finder<'static>> {
 
 /// What `regex::bytes::RegexBuilder` with `unicode(false)` builds: leftmost-first
 /// matching over arbitrary bytes, ASCII classes.
+fn regex_builder(lazy_dfa_capacity: usize) -> regex_automata::meta::Builder {
+    let mut builder = Regex::builder();
+    builder.syntax(syntax_config()).configure(
+        Regex::config()
+            .utf8_empty(false)
+            // A one-pass DFA only speeds up finding the groups of a match,
+            // and matches are rare; it took 2.7 MiB for the rules a CI
+            // log wakes.
+            .onepass(false)
+            .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+            .hybrid_cache_capacity(lazy_dfa_capacity),
+    );
+    builder
+}
+
 fn build_regex(pattern: &str, lazy_dfa_capacity: usize) -> Result<Regex, String> {
-    Regex::builder()
-        .syntax(syntax_config())
-        .configure(
-            Regex::config()
-                .utf8_empty(false)
-                // A one-pass DFA only speeds up finding the groups of a match,
-                // and matches are rare; it took 2.7 MiB for the rules a CI
-                // log wakes.
-                .onepass(false)
-                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                .hybrid_cache_capacity(lazy_dfa_capacity),
-        )
+    regex_builder(lazy_dfa_capacity)
         .build(pattern)
         .map_err(
             |e| match (e.syntax_error(), std::error::Error::source(&e)) {

@@ -741,6 +741,69 @@ fn anchored_search_finds_what_a_search_of_the_whole_line_finds() {
 }
 
 #[test]
+fn anchored_search_matches_a_whole_line_search_past_the_tries_and_in_any_hit_order() {
+    let rule = user_rule(
+        "ctx-word",
+        r"(?i)ctxword[a-z_]{0,5}\s*=\s*([a-z]{10})",
+        &["ctxword"],
+    );
+    let cfg = DetectorConfig {
+        extra_rules: vec![rule],
+        ..Default::default()
+    };
+    let anchored = Detector::new(&cfg).unwrap();
+    let mut whole_line = Detector::new(&cfg).unwrap();
+    for rule in &mut whole_line.rules {
+        rule.regex.never_anchor();
+    }
+    let index = anchored
+        .rules()
+        .iter()
+        .position(|r| &*r.id == "ctx-word")
+        .unwrap() as u32;
+    let decoys = |n: usize| "ctxword ".repeat(n);
+    let lines = [
+        format!("{}ctxword=qzrlmtpxcv", decoys(3)),
+        // past MAX_ANCHORED_TRIES, the rest of the line is searched whole
+        format!("{}ctxword=qzrlmtpxcv", decoys(MAX_ANCHORED_TRIES + 5)),
+        format!(
+            "{}CTXWORD_A=qzrlmtpxcv {}ctxword=bnkwdhjsyf ctxword=mvcxtrplqz",
+            decoys(2),
+            decoys(MAX_ANCHORED_TRIES)
+        ),
+        // a keyword inside an earlier match is not a start
+        "ctxword=ctxwordabc ctxword=bnkwdhjsyf".to_string(),
+    ];
+    for line in &lines {
+        let line = line.as_bytes();
+        let mut hits = Vec::new();
+        anchored.prefilter.find_all(line, &mut hits);
+        hits.reverse();
+        let raw = |d: &Detector| {
+            let mut scratch = Scratch::new();
+            scratch.for_detector(d);
+            let mut out = Vec::new();
+            let first = hits.iter().map(|h| h.0).min().unwrap();
+            let all = 0..line.len();
+            d.apply_rule(
+                &mut scratch.regexes,
+                index,
+                line,
+                all,
+                first,
+                &hits,
+                &mut out,
+                100,
+            );
+            out.iter().map(|f| f.range.clone()).collect::<Vec<_>>()
+        };
+        let (a, b) = (raw(&anchored), raw(&whole_line));
+        assert!(!a.is_empty(), "{}", String::from_utf8_lossy(line));
+        assert_eq!(a, b, "{}", String::from_utf8_lossy(line));
+    }
+}
+
+#[test]
 fn anchored_search_tries_every_keyword_of_the_line_in_turn() {
     let rule = user_rule(
         "ctx-word",

@@ -417,7 +417,7 @@ C('lightstep-token', 'Lightstep access token', 'lightstep', 'lightstep', ['light
 C('pagerduty-key', 'PagerDuty API key', 'pagerduty', 'pagerduty|pd[_-]api', ['pagerduty', 'pd_api', 'pd-api'], r'u\+[A-Za-z0-9_+\-]{18}|[A-Za-z0-9_+\-]{20}', 'u+{a18}', 'PAGERDUTY_TOKEN', conf='high')
 C('opsgenie-key', 'Opsgenie API key', 'opsgenie', 'opsgenie|genie[_-]?key', ['opsgenie', 'geniekey', 'genie_key', 'genie-key'], UUID, '{U}', 'OPSGENIE_API_KEY', conf='high', ci_filter=False)
 C('elastic-api-key', 'Elastic API key / cloud key', 'elastic', 'elastic|es[_-]api[_-]key|kibana', ['elastic', 'es_api', 'es-api', 'kibana'], r'[A-Za-z0-9_\-=]{40,100}', '{a60}==', 'ELASTIC_API_KEY', min_entropy=3.5)
-C('launchdarkly-token', 'LaunchDarkly access token', 'launchdarkly', 'launchdarkly|ld[_-]sdk|ld[_-]api', ['launchdarkly', 'ld_sdk', 'ld_api', 'ld-sdk', 'ld-api'], r'(?:api|sdk|mob)-' + UUID + '|[A-Za-z0-9=_\-]{40}', 'api-{U}', 'LAUNCHDARKLY_ACCESS_TOKEN', conf='high')
+C('launchdarkly-token', 'LaunchDarkly access token', 'launchdarkly', 'launchdarkly|ld[_-]sdk|ld[_-]api', ['launchdarkly', 'ld_sdk', 'ld_api', 'ld-sdk', 'ld-api'], r'(?:api|sdk|mob)-' + UUID + r'|[A-Za-z0-9=_\-]{40}', 'api-{U}', 'LAUNCHDARKLY_ACCESS_TOKEN', conf='high')
 P('launchdarkly-key', 'LaunchDarkly API/SDK key', 'launchdarkly', r'\b((?:api|sdk)-' + UUID + r')\b', ['api-', 'sdk-'], 'sdk-{U}', conf='medium', ci_filter=False)
 P('statsig-secret', 'Statsig server secret', 'statsig', r'\b(secret-[A-Za-z0-9]{43})\b', ['secret-'], 'secret-{a43}', conf='medium')
 P('posthog-personal-key', 'PostHog personal API key', 'posthog', r'\b(phx_[A-Za-z0-9]{43})\b', ['phx_'], 'phx_{a43}')

@@ -670,10 +670,10 @@ impl Detector {
             ))
         };
         // A match of a rule that `starts_at_keyword` begins where one of its keywords does:
-        // the regex is tried anchored there, in order, instead of over the whole line. Each
-        // try reads at most the regex's longest match, and after `MAX_ANCHORED_TRIES` the
-        // rest of the line is searched unanchored from the next keyword (no match starts
-        // before it), so a line made of keywords costs no more than a few whole-line searches.
+        // the regex is tried anchored there, in order, instead of over the whole line. A try
+        // reads at most the regex's longest match (to the end of the line for `[a-z]+`), and
+        // after `MAX_ANCHORED_TRIES` the rest of the line is searched unanchored from the next
+        // keyword (no match starts before it): a line costs at most that many reads plus one.
         let starts = &mut regexes.keyword_starts;
         starts.clear();
         let mut anchored = !hits.is_empty() && rule.regex.starts_at_keyword();

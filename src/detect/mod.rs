@@ -169,8 +169,6 @@ pub struct Scratch {
     regexes: RegexScratch,
     hits: Vec<(usize, u32)>,
     touched: Vec<u32>,
-    /// per rule in `touched`, where the first of its keywords in the line starts
-    first_keyword: Vec<usize>,
 }
 
 /// Per rule, its regex's search cache (made when the rule runs), and one set
@@ -284,18 +282,14 @@ impl Scratch {
             self.regexes.total = 0;
             self.regexes.present = 0;
             self.regexes.used_now.clear();
-            self.first_keyword = vec![0; detector.rules.len()];
         }
     }
 }
 
-/// A line holding keywords, `input[s..e]`, and where each touched rule's first keyword in it
-/// starts (in `input`).
+/// A line holding keywords, `input[s..e]`, and the prefilter's hits in it.
 struct Line<'a> {
     s: usize,
     e: usize,
-    first_keyword: &'a [usize],
-    /// the prefilter's hits in the line
     hits: &'a [(usize, u32)],
 }
 
@@ -521,7 +515,6 @@ impl Detector {
                 regexes,
                 hits,
                 touched,
-                first_keyword,
                 ..
             } = scratch;
             hits.clear();
@@ -536,7 +529,6 @@ impl Detector {
                         let line = Line {
                             s,
                             e,
-                            first_keyword,
                             hits: &hits[line_hits..i],
                         };
                         self.run_line(regexes, input, line, touched, cand, out, limit);
@@ -549,15 +541,11 @@ impl Detector {
                     cur = Some((s, e));
                     line_hits = i;
                 }
-                // Hits come in the order of the grams that found them, not always by start.
                 for &r in &self.kw_rules[kw as usize] {
                     let (w, b) = ((r / 64) as usize, r % 64);
                     if cand[w] & (1 << b) == 0 {
                         cand[w] |= 1 << b;
                         touched.push(r);
-                        first_keyword[r as usize] = st;
-                    } else if st < first_keyword[r as usize] {
-                        first_keyword[r as usize] = st;
                     }
                 }
             }
@@ -565,7 +553,6 @@ impl Detector {
                 let line = Line {
                     s,
                     e,
-                    first_keyword,
                     hits: &hits[line_hits..],
                 };
                 self.run_line(regexes, input, line, touched, cand, out, limit);
@@ -578,7 +565,7 @@ impl Detector {
                     scratch.regexes.test_report_line = None;
                     for &r in &self.always {
                         let line = s..e;
-                        self.apply_rule(&mut scratch.regexes, r, input, line, 0, &[], out, limit);
+                        self.apply_rule(&mut scratch.regexes, r, input, line, &[], out, limit);
                     }
                 }
                 s = e + 1;
@@ -608,17 +595,14 @@ impl Detector {
         regexes.test_report_line = None;
         for &r in touched.iter() {
             cand[(r / 64) as usize] &= !(1 << (r % 64));
-            let keyword_at = line.first_keyword[r as usize] - line.s;
-            let range = line.s..line.e;
-            self.apply_rule(regexes, r, input, range, keyword_at, line.hits, out, limit);
+            self.apply_rule(regexes, r, input, line.s..line.e, line.hits, out, limit);
         }
         touched.clear();
     }
 
-    /// Runs a rule on the line `input[line]`, where the first of its keywords starts at
-    /// `keyword_at` (0 for a rule without keywords) and `hits` are the prefilter's hits in the
-    /// line (empty for a rule without keywords). Returns whether its regex ran: the cheaper
-    /// checks before it can turn the line away.
+    /// Runs a rule on the line `input[line]`, where `hits` are the prefilter's hits (empty for
+    /// a rule without keywords). Returns whether its regex ran: the cheaper checks before it
+    /// can turn the line away.
     #[allow(clippy::too_many_arguments)]
     fn apply_rule(
         &self,
@@ -626,7 +610,6 @@ impl Detector {
         rule_index: u32,
         input: &[u8],
         line: Range<usize>,
-        keyword_at: usize,
         hits: &[(usize, u32)],
         out: &mut Vec<Finding>,
         limit: usize,
@@ -634,16 +617,26 @@ impl Detector {
         let rule = &self.rules[rule_index as usize];
         let ls = line.start;
         let line = &input[line];
+        // where the rule's keywords start in the line (hits come in the order of the grams
+        // that found them, not always by start)
+        let keyword_starts = || {
+            hits.iter()
+                .filter(|(_, kw)| self.kw_rules[*kw as usize].contains(&rule_index))
+                .map(|(st, _)| st - ls)
+        };
         if !rule.required.iter().all(|r| r.find(line).is_some()) {
             return false;
         }
-        if !rule.required_after_keyword.is_empty()
-            && !rule
+        if !rule.required_after_keyword.is_empty() {
+            let first_keyword = keyword_starts().min().unwrap_or(0);
+            let after = &line[first_keyword..];
+            if !rule
                 .required_after_keyword
                 .iter()
-                .any(|r| r.find(&line[keyword_at..]).is_some())
-        {
-            return false;
+                .any(|r| r.find(after).is_some())
+            {
+                return false;
+            }
         }
         // Generic rules take nothing from test-runner result lines; asking
         // before the regex runs spares it the lines that flood CI logs.
@@ -678,11 +671,7 @@ impl Detector {
         starts.clear();
         let mut anchored = !hits.is_empty() && rule.regex.starts_at_keyword();
         if anchored {
-            starts.extend(
-                hits.iter()
-                    .filter(|(_, kw)| self.kw_rules[*kw as usize].contains(&rule_index))
-                    .map(|(st, _)| st - ls),
-            );
+            starts.extend(keyword_starts());
             starts.sort_unstable();
             starts.dedup();
         }
@@ -885,32 +874,19 @@ impl Detector {
             let st = hits[at].0;
             let s = memchr::memrchr(b'\n', &input[..st]).map_or(0, |p| p + 1);
             let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
-            // per rule of the line's keywords, where its first keyword starts
-            let mut first = std::collections::BTreeMap::new();
+            // the rules of the line's keywords
+            let mut rules = std::collections::BTreeSet::new();
             let first_hit = at;
             while at < hits.len() && hits[at].0 < e {
-                let (st, kw) = hits[at];
-                for &r in &self.kw_rules[kw as usize] {
-                    let seen = first.entry(r).or_insert(st);
-                    *seen = (*seen).min(st);
-                }
+                rules.extend(&self.kw_rules[hits[at].1 as usize]);
                 at += 1;
             }
+            let line_hits = &hits[first_hit..at];
             scratch.regexes.test_report_line = None;
-            for (r, st) in first {
+            for r in rules {
                 let t = std::time::Instant::now();
                 let regexes = &mut scratch.regexes;
-                let line_hits = &hits[first_hit..at];
-                let ran = self.apply_rule(
-                    regexes,
-                    r,
-                    input,
-                    s..e,
-                    st - s,
-                    line_hits,
-                    &mut out,
-                    usize::MAX,
-                );
+                let ran = self.apply_rule(regexes, r, input, s..e, line_hits, &mut out, usize::MAX);
                 let rule = &mut stats[r as usize];
                 rule.0 += t.elapsed().as_nanos();
                 rule.1 += 1;

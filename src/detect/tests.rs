@@ -168,6 +168,42 @@ fn user_rule(id: &str, regex: &str, keywords: &[&str]) -> RuleSpec {
     }
 }
 
+/// The built-in rules and `spec`.
+fn with_rule(spec: RuleSpec) -> Detector {
+    Detector::new(&DetectorConfig {
+        extra_rules: vec![spec],
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// What the rule `id` reports in `line`.
+fn secrets_of<'a>(d: &Detector, id: &str, line: &'a [u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    d.scan(line, &mut out);
+    out.iter()
+        .filter(|f| &*f.rule_id == id)
+        .map(|f| &line[f.range.clone()])
+        .collect()
+}
+
+/// `d` with every rule's regex searched over the whole line, never anchored.
+fn searching_whole_lines(mut d: Detector) -> Detector {
+    for rule in &mut d.rules {
+        rule.regex.never_anchor();
+    }
+    d
+}
+
+/// A context rule whose matches begin with its keyword.
+fn ctx_word_rule() -> RuleSpec {
+    user_rule(
+        "ctx-word",
+        r"(?i)ctxword[a-z_]{0,5}\s*=\s*([a-z]{10})",
+        &["ctxword"],
+    )
+}
+
 #[test]
 fn user_rules_and_allowlist() {
     let spec = user_rule("acme-internal", r"\b(acme_[a-z0-9]{20})\b", &["acme_"]);
@@ -201,16 +237,8 @@ fn requires_after_keyword_looks_after_the_first_keyword() {
             &["acmekey", "acmetok"],
         )
     };
-    let d = Detector::new(&DetectorConfig {
-        extra_rules: vec![spec],
-        ..Default::default()
-    })
-    .unwrap();
-    let found = |line: &str| {
-        let mut out = Vec::new();
-        d.scan(line.as_bytes(), &mut out);
-        out.iter().any(|f| &*f.rule_id == "acme-after")
-    };
+    let d = with_rule(spec);
+    let found = |line: &str| !secrets_of(&d, "acme-after", line.as_bytes()).is_empty();
     assert!(found("ACMEKEY = q8zr4lmt0pxc2vbnk"));
     // after the first keyword in the line, not after every keyword
     assert!(found("acmetok = q8zr4lmt0pxc2vbnk acmekey"));
@@ -231,18 +259,13 @@ fn requires_after_keyword_counts_from_the_earliest_keyword_in_any_hit_order() {
             &["the=jqxz", "e=jq"],
         )
     };
-    let d = Detector::new(&DetectorConfig {
-        extra_rules: vec![spec],
-        ..Default::default()
-    })
-    .unwrap();
+    let d = with_rule(spec);
     for line in [
         "the=jqxz q8zr4lmt0pxc2vbnk",
         "the=jqxz q8zr4lmt0pxc2vbnk padding to 64 bytes",
     ] {
-        let mut out = Vec::new();
-        d.scan(line.as_bytes(), &mut out);
-        assert!(out.iter().any(|f| &*f.rule_id == "hit-order"), "{line}");
+        let found = secrets_of(&d, "hit-order", line.as_bytes());
+        assert!(!found.is_empty(), "{line}");
     }
 }
 
@@ -703,10 +726,7 @@ fn most_builtin_rules_search_anchored_at_their_keywords() {
 #[test]
 fn anchored_search_finds_what_a_search_of_the_whole_line_finds() {
     let anchored = shared_det();
-    let mut whole_line = det();
-    for rule in &mut whole_line.rules {
-        rule.regex.never_anchor();
-    }
+    let whole_line = searching_whole_lines(det());
     let mut lines: Vec<String> = Vec::new();
     for rule in anchored.rules() {
         let examples = rule.spec.examples.iter().chain(&rule.spec.counter_examples);
@@ -742,20 +762,8 @@ fn anchored_search_finds_what_a_search_of_the_whole_line_finds() {
 
 #[test]
 fn anchored_search_matches_a_whole_line_search_past_the_tries_and_in_any_hit_order() {
-    let rule = user_rule(
-        "ctx-word",
-        r"(?i)ctxword[a-z_]{0,5}\s*=\s*([a-z]{10})",
-        &["ctxword"],
-    );
-    let cfg = DetectorConfig {
-        extra_rules: vec![rule],
-        ..Default::default()
-    };
-    let anchored = Detector::new(&cfg).unwrap();
-    let mut whole_line = Detector::new(&cfg).unwrap();
-    for rule in &mut whole_line.rules {
-        rule.regex.never_anchor();
-    }
+    let anchored = with_rule(ctx_word_rule());
+    let whole_line = searching_whole_lines(with_rule(ctx_word_rule()));
     let index = anchored
         .rules()
         .iter()
@@ -783,18 +791,8 @@ fn anchored_search_matches_a_whole_line_search_past_the_tries_and_in_any_hit_ord
             let mut scratch = Scratch::new();
             scratch.for_detector(d);
             let mut out = Vec::new();
-            let first = hits.iter().map(|h| h.0).min().unwrap();
             let all = 0..line.len();
-            d.apply_rule(
-                &mut scratch.regexes,
-                index,
-                line,
-                all,
-                first,
-                &hits,
-                &mut out,
-                100,
-            );
+            d.apply_rule(&mut scratch.regexes, index, line, all, &hits, &mut out, 100);
             out.iter().map(|f| f.range.clone()).collect::<Vec<_>>()
         };
         let (a, b) = (raw(&anchored), raw(&whole_line));
@@ -805,25 +803,10 @@ fn anchored_search_matches_a_whole_line_search_past_the_tries_and_in_any_hit_ord
 
 #[test]
 fn anchored_search_tries_every_keyword_of_the_line_in_turn() {
-    let rule = user_rule(
-        "ctx-word",
-        r"(?i)ctxword[a-z_]{0,5}\s*=\s*([a-z]{10})",
-        &["ctxword"],
-    );
-    let d = Detector::new(&DetectorConfig {
-        extra_rules: vec![rule],
-        ..Default::default()
-    })
-    .unwrap();
+    let d = with_rule(ctx_word_rule());
     let ours = d.rules().iter().find(|r| &*r.id == "ctx-word").unwrap();
     assert!(ours.regex.starts_at_keyword());
     let line = b"ctxword is here; CTXWORD_KEY = qzrlmtpxcv, ctxwordctxword=bnkwdhjsyf";
-    let mut found = Vec::new();
-    d.scan(line, &mut found);
-    let secrets: Vec<&[u8]> = found
-        .iter()
-        .filter(|f| &*f.rule_id == "ctx-word")
-        .map(|f| &line[f.range.clone()])
-        .collect();
+    let secrets = secrets_of(&d, "ctx-word", line);
     assert_eq!(secrets, [&b"qzrlmtpxcv"[..], b"bnkwdhjsyf"]);
 }

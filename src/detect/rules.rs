@@ -188,15 +188,9 @@ impl LazyRegex {
     fn compiled(&self) -> &Compiled {
         self.compiled.get_or_init(|| {
             // One parse serves the analysis and the build, so what was analysed is what runs.
-            let built = parse_pattern(&self.pattern).and_then(|hir| {
-                let anchorable = super::anchor::anchorable(&hir, &self.keywords);
-                let regex = regex_builder(self.lazy_dfa_capacity)
-                    .build_from_hir(&hir)
-                    .map_err(|e| e.to_string())?;
-                Ok((regex, anchorable))
-            });
-            let (regex, starts_at_keyword) = built
+            let (regex, hir) = build_regex(&self.pattern, self.lazy_dfa_capacity)
                 .expect("a user rule's pattern compiled when it loaded, a built-in one in tests");
+            let starts_at_keyword = super::anchor::anchorable(&hir, &self.keywords);
             let secret_group = regex
                 .group_info()
                 .to_index(regex_automata::PatternID::ZERO, "secret");
@@ -209,13 +203,10 @@ impl LazyRegex {
     }
 }
 
-fn syntax_config() -> syntax::Config {
-    syntax::Config::new().unicode(false).utf8(false)
-}
-
-/// The pattern as the regex is built from it.
+/// The pattern as the regex is built from it: bytes, Unicode off.
 pub(crate) fn parse_pattern(pattern: &str) -> Result<regex_syntax::hir::Hir, String> {
-    syntax::parse_with(pattern, &syntax_config()).map_err(|e| e.to_string())
+    let config = syntax::Config::new().unicode(false).utf8(false);
+    syntax::parse_with(pattern, &config).map_err(|e| e.to_string())
 }
 
 fn finders(literals: &[String]) -> Vec<memchr::memmem::Finder<'static>> {
@@ -227,31 +218,29 @@ fn finders(literals: &[String]) -> Vec<memchr::memmem::Finder<'static>> {
 
 /// What `regex::bytes::RegexBuilder` with `unicode(false)` builds: leftmost-first
 /// matching over arbitrary bytes, ASCII classes.
-fn regex_builder(lazy_dfa_capacity: usize) -> regex_automata::meta::Builder {
-    let mut builder = Regex::builder();
-    builder.syntax(syntax_config()).configure(
-        Regex::config()
-            .utf8_empty(false)
-            // A one-pass DFA only speeds up finding the groups of a match,
-            // and matches are rare; it took 2.7 MiB for the rules a CI
-            // log wakes.
-            .onepass(false)
-            .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-            .hybrid_cache_capacity(lazy_dfa_capacity),
-    );
-    builder
-}
-
-fn build_regex(pattern: &str, lazy_dfa_capacity: usize) -> Result<Regex, String> {
-    regex_builder(lazy_dfa_capacity)
-        .build(pattern)
-        .map_err(
-            |e| match (e.syntax_error(), std::error::Error::source(&e)) {
-                (Some(syntax), _) => syntax.to_string(),
-                (None, Some(cause)) => format!("{e}: {cause}"),
-                (None, None) => e.to_string(),
-            },
+/// Returns the pattern's parse as well, for [`super::anchor`].
+fn build_regex(
+    pattern: &str,
+    lazy_dfa_capacity: usize,
+) -> Result<(Regex, regex_syntax::hir::Hir), String> {
+    let hir = parse_pattern(pattern)?;
+    let regex = Regex::builder()
+        .configure(
+            Regex::config()
+                .utf8_empty(false)
+                // A one-pass DFA only speeds up finding the groups of a match,
+                // and matches are rare; it took 2.7 MiB for the rules a CI
+                // log wakes.
+                .onepass(false)
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .hybrid_cache_capacity(lazy_dfa_capacity),
         )
+        .build_from_hir(&hir)
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        })?;
+    Ok((regex, hir))
 }
 
 impl fmt::Debug for Rule {
@@ -318,7 +307,7 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
         return Err(bad(spec, "regex", "must not be empty"));
     }
     if check_regex {
-        let regex =
+        let (regex, _) =
             build_regex(&spec.regex, LAZY_DFA_CAPACITY).map_err(|e| bad(spec, "regex", e))?;
         if regex.is_match(b"") {
             return Err(bad(spec, "regex", "matches the empty string"));

@@ -832,9 +832,6 @@ mod tests {
         }
     }
 
-    /// Each kind of keyword (3, 4, 5 and 12 bytes) at every start of inputs whose lengths
-    /// put it across the last blocks, where the AVX2 probe hands over to the scalar one:
-    /// both probes find exactly what an Aho-Corasick search finds, the planted keyword once.
     #[test]
     fn common_grams_file_holds_as_many_distinct_grams_as_counted() {
         let listed = include_str!("common_grams.txt")
@@ -845,6 +842,9 @@ mod tests {
         assert_eq!(common_grams().len(), listed, "a gram listed twice");
     }
 
+    /// Each kind of keyword (3, 4, 5 and 12 bytes) at every start of inputs whose lengths
+    /// put it across the last blocks, where the AVX2 probe hands over to the scalar one:
+    /// both probes find exactly what an Aho-Corasick search finds, the planted keyword once.
     #[test]
     fn keywords_at_the_end_of_the_input_are_found_once() {
         let probes = Probes::builtin();

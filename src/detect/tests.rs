@@ -195,6 +195,22 @@ fn searching_whole_lines(mut d: Detector) -> Detector {
     d
 }
 
+/// The lines on which `a` and `b` report different findings (rule and range).
+fn lines_found_differently<'a>(a: &Detector, b: &Detector, lines: &'a [String]) -> Vec<&'a str> {
+    let findings = |d: &Detector, line: &str| {
+        let mut out = Vec::new();
+        d.scan(line.as_bytes(), &mut out);
+        out.into_iter()
+            .map(|f| (f.rule_id, f.range))
+            .collect::<Vec<_>>()
+    };
+    lines
+        .iter()
+        .map(String::as_str)
+        .filter(|line| findings(a, line) != findings(b, line))
+        .collect()
+}
+
 /// A context rule whose matches begin with its keyword.
 fn ctx_word_rule() -> RuleSpec {
     user_rule(
@@ -381,16 +397,7 @@ fn requires_after_keyword_loses_no_finding() {
                 [format!("{back} {front}"), format!("token {l} token")]
             }),
     );
-    let mut differ = Vec::new();
-    for line in &lines {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        filtered.scan(line.as_bytes(), &mut a);
-        unfiltered.scan(line.as_bytes(), &mut b);
-        let key = |f: &Finding| (f.rule_id.clone(), f.range.clone());
-        if a.iter().map(key).ne(b.iter().map(key)) {
-            differ.push(line);
-        }
-    }
+    let differ = lines_found_differently(filtered, &unfiltered, &lines);
     assert!(
         differ.is_empty(),
         "{} lines differ: {differ:?}",
@@ -741,16 +748,7 @@ fn anchored_search_finds_what_a_search_of_the_whole_line_finds() {
             lines.push(format!("{ex}{ex}"));
         }
     }
-    let mut differ = Vec::new();
-    for line in &lines {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        anchored.scan(line.as_bytes(), &mut a);
-        whole_line.scan(line.as_bytes(), &mut b);
-        let key = |f: &Finding| (f.rule_id.clone(), f.range.clone());
-        if a.iter().map(key).ne(b.iter().map(key)) {
-            differ.push(line);
-        }
-    }
+    let differ = lines_found_differently(anchored, &whole_line, &lines);
     assert!(lines.len() > 5000, "{}", lines.len());
     assert!(
         differ.is_empty(),

@@ -146,6 +146,13 @@ impl Attributes {
             .map(|(k, v)| (k.as_ref(), v))
     }
 
+    /// The shared list, if any, and this event's own attributes: what
+    /// [`Self::iter`] yields, in that order. Lets a sink encode a shared
+    /// list once for all the events that hold it.
+    pub fn parts(&self) -> (Option<&Arc<[Attribute]>>, &[Attribute]) {
+        (self.shared.as_ref(), &self.own)
+    }
+
     pub fn len(&self) -> usize {
         self.shared.as_ref().map_or(0, |s| s.len()) + self.own.len()
     }

@@ -118,7 +118,7 @@ fn span(event: &Event, data: &SpanData) -> Span {
 /// Encodes the log events of batches as `ExportLogsServiceRequest` bytes.
 #[derive(Default)]
 pub struct LogsEncoder {
-    repeated: record::RepeatedAttributes,
+    shared: record::SharedFields,
 }
 
 impl LogsEncoder {
@@ -136,9 +136,9 @@ impl LogsEncoder {
         let mut out = Vec::new();
         for (context, events) in groups {
             // Two passes: lengths first, so every byte is written once, in place.
-            let repeated = &mut self.repeated;
+            let shared = &mut self.shared;
             let sized: Vec<record::Measured> =
-                events.iter().map(|e| record::size(e, repeated)).collect();
+                events.iter().map(|e| record::size(e, shared)).collect();
             let records_len: usize = sized
                 .iter()
                 .map(|r| key_len(LOG_RECORDS) + encoded_len_varint(r.len as u64) + r.len)
@@ -162,7 +162,7 @@ impl LogsEncoder {
             for (event, sized) in events.iter().zip(&sized) {
                 encode_key(LOG_RECORDS, WireType::LengthDelimited, &mut out);
                 encode_varint(sized.len as u64, &mut out);
-                record::write(event, sized, &mut self.repeated, &mut out);
+                record::write(event, sized, &mut self.shared, &mut out);
             }
         }
         out
@@ -177,10 +177,10 @@ impl LogsEncoder {
 mod record {
     use std::sync::Arc;
 
-    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+    use prost::encoding::{WireType, encode_varint, encoded_len_varint};
 
     use super::unix_nanos;
-    use crate::event::{Event, Value};
+    use crate::event::{Attribute, Context, Event, Value};
 
     // LogRecord
     const TIME_UNIX_NANO: u32 = 1;
@@ -202,6 +202,21 @@ mod record {
     /// Every field number used here is below 16: one byte of key.
     const KEY_LEN: usize = 1;
 
+    /// The one-byte key of field `tag`.
+    const fn key(tag: u32, wire_type: WireType) -> u8 {
+        assert!(tag < 16, "a field number of one key byte");
+        ((tag << 3) | wire_type as u32) as u8
+    }
+
+    /// A varint length. Most lengths here are below 128; prost's encoder,
+    /// generic over its buffer, is a call per varint.
+    fn put_len(len: usize, out: &mut Vec<u8>) {
+        match u8::try_from(len) {
+            Ok(byte) if byte < 0x80 => out.push(byte),
+            _ => encode_varint(len as u64, out),
+        }
+    }
+
     enum Any<'a> {
         Text(&'a str),
         Bytes(&'a [u8]),
@@ -214,6 +229,9 @@ mod record {
         pub(super) len: usize,
         /// the body as it goes (UTF-8 is checked once, here)
         body: Any<'a>,
+        /// `time_unix_nano`, 0 when the line had no timestamp
+        time: u64,
+        observed: u64,
     }
 
     /// Valid UTF-8 goes as a string; anything else as bytes, unchanged, so
@@ -223,10 +241,6 @@ mod record {
             Ok(text) => Any::Text(text),
             Err(_) => Any::Bytes(&event.body),
         }
-    }
-
-    fn attributes(event: &Event) -> impl Iterator<Item = (&str, &Value)> {
-        event.attributes.iter().chain(event.context.identity.iter())
     }
 
     fn delimited_len(len: usize) -> usize {
@@ -253,102 +267,123 @@ mod record {
         key + delimited_len(any_len(value))
     }
 
-    /// The encoded `attributes` fields of string attributes, by position,
-    /// as last encoded. Consecutive records mostly repeat them (a file's
-    /// path, name and id, the source's name): comparing the strings and
-    /// copying the bytes is cheaper than encoding them again.
+    /// The encoded `attributes` fields of what a run of records shares: the
+    /// list a source gives every event of one file, the identity of one
+    /// context, the source's name. Each is encoded when the record's differs
+    /// from the last one's and copied otherwise, so a file line's shared
+    /// attributes cost a pointer comparison and a copy.
     #[derive(Default)]
-    pub(super) struct RepeatedAttributes {
-        slots: Vec<Repeated>,
-        /// where other attributes are encoded, reused
-        scratch: Vec<u8>,
+    pub(super) struct SharedFields {
+        list: Encoded<[Attribute]>,
+        identity: Encoded<Context>,
+        source: Encoded<str>,
     }
 
-    #[derive(Default)]
-    struct Repeated {
-        key: String,
-        /// Held, so that the same pointer always means the same text.
-        value: Option<Arc<str>>,
-        field: Vec<u8>,
+    /// Fields encoded from one shared value. The value is held, so that the
+    /// same pointer always means the same contents.
+    struct Encoded<T: ?Sized> {
+        from: Option<Arc<T>>,
+        fields: Vec<u8>,
     }
 
-    impl Repeated {
-        /// The whole `attributes` field (tag, length, `KeyValue`) of the
-        /// string attribute at `position`.
-        fn field<'a>(
-            slots: &'a mut Vec<Repeated>,
-            position: usize,
-            key: &str,
-            value: &Arc<str>,
-        ) -> &'a [u8] {
-            if slots.len() <= position {
-                slots.resize_with(position + 1, Repeated::default);
+    impl<T: ?Sized> Default for Encoded<T> {
+        fn default() -> Self {
+            Self {
+                from: None,
+                fields: Vec::new(),
             }
-            let slot = &mut slots[position];
-            // Records of one file share the very same value: a pointer
-            // comparison settles most cases without reading the text.
-            let same_value = slot
-                .value
+        }
+    }
+
+    impl<T: ?Sized> Encoded<T> {
+        fn fields(&mut self, from: &Arc<T>, encode: impl FnOnce(&T, &mut Vec<u8>)) -> &[u8] {
+            if !self
+                .from
                 .as_ref()
-                .is_some_and(|held| Arc::ptr_eq(held, value) || **held == **value);
-            if !same_value || slot.key != key {
-                slot.key.clear();
-                slot.key.push_str(key);
-                slot.value = Some(Arc::clone(value));
-                slot.field.clear();
-                write_key_value(key, &Any::Text(value), &mut slot.field);
+                .is_some_and(|held| Arc::ptr_eq(held, from))
+            {
+                self.fields.clear();
+                encode(from, &mut self.fields);
+                self.from = Some(Arc::clone(from));
             }
-            &slot.field
+            &self.fields
         }
     }
 
-    /// Calls `each` with the encoded `attributes` field of each attribute
-    /// of `event`, `tailguard.source` last.
-    fn for_each_attribute(
-        event: &Event,
-        repeated: &mut RepeatedAttributes,
-        mut each: impl FnMut(&[u8]),
-    ) {
-        let RepeatedAttributes { slots, scratch } = repeated;
-        let mut position = 0;
-        for (key, value) in attributes(event) {
-            match value {
-                Value::String(text) => each(Repeated::field(slots, position, key, text)),
-                other => {
-                    scratch.clear();
-                    write_key_value(key, &Any::Value(other), scratch);
-                    each(scratch);
-                }
-            }
-            position += 1;
+    const SOURCE_KEY: &str = "tailguard.source";
+
+    fn write_list(list: &[Attribute], out: &mut Vec<u8>) {
+        for (key, value) in list {
+            write_key_value(key, &Any::Value(value), out);
         }
-        each(Repeated::field(
-            slots,
-            position,
-            SOURCE_KEY,
-            &event.origin.source,
+    }
+
+    fn write_identity(context: &Context, out: &mut Vec<u8>) {
+        for (key, value) in context.identity.iter() {
+            write_key_value(key, &Any::Value(value), out);
+        }
+    }
+
+    fn write_source(source: &str, out: &mut Vec<u8>) {
+        write_key_value(SOURCE_KEY, &Any::Text(source), out);
+    }
+
+    /// One `attributes` field of a record, or a run of them.
+    enum Field<'a> {
+        /// The fields of a shared part, already encoded.
+        Encoded(&'a [u8]),
+        /// One of the event's own attributes.
+        Own(&'a str, &'a Value),
+    }
+
+    /// Calls `each` with `event`'s attributes in the order they go out: the
+    /// shared list, the event's own, the context's identity,
+    /// `tailguard.source`.
+    fn attributes(event: &Event, fields: &mut SharedFields, mut each: impl FnMut(Field)) {
+        let (list, own) = event.attributes.parts();
+        if let Some(list) = list {
+            each(Field::Encoded(fields.list.fields(list, write_list)));
+        }
+        for (key, value) in own {
+            each(Field::Own(key, value));
+        }
+        each(Field::Encoded(
+            fields.identity.fields(&event.context, write_identity),
+        ));
+        each(Field::Encoded(
+            fields.source.fields(&event.origin.source, write_source),
         ));
     }
 
     /// Sizes `event`'s record.
-    pub(super) fn size<'a>(event: &'a Event, repeated: &mut RepeatedAttributes) -> Measured<'a> {
+    pub(super) fn size<'a>(event: &'a Event, fields: &mut SharedFields) -> Measured<'a> {
         let body = body(event);
+        let time = event.timestamp.map_or(0, unix_nanos);
+        let observed = unix_nanos(event.observed_at);
         let mut len = 0;
-        if event.timestamp.is_some_and(|t| unix_nanos(t) != 0) {
+        if time != 0 {
             len += KEY_LEN + 8;
         }
         len += delimited_len(any_len(&body));
-        for_each_attribute(event, repeated, |field| len += field.len());
+        attributes(event, fields, |field| {
+            len += match field {
+                Field::Encoded(encoded) => encoded.len(),
+                Field::Own(key, value) => delimited_len(key_value_len(key, &Any::Value(value))),
+            }
+        });
         if event.trace.is_some() {
             len += delimited_len(16) + delimited_len(8);
         }
-        if unix_nanos(event.observed_at) != 0 {
+        if observed != 0 {
             len += KEY_LEN + 8;
         }
-        Measured { len, body }
+        Measured {
+            len,
+            body,
+            time,
+            observed,
+        }
     }
-
-    const SOURCE_KEY: &str = "tailguard.source";
 
     fn write_any(value: &Any, out: &mut Vec<u8>) {
         match value {
@@ -356,39 +391,39 @@ mod record {
             Any::Value(Value::String(s)) => write_bytes(STRING_VALUE, s.as_bytes(), out),
             Any::Bytes(b) => write_bytes(BYTES_VALUE, b, out),
             Any::Value(Value::Int(i)) => {
-                encode_key(INT_VALUE, WireType::Varint, out);
+                out.push(key(INT_VALUE, WireType::Varint));
                 encode_varint(*i as u64, out);
             }
             Any::Value(Value::Float(f)) => {
-                encode_key(DOUBLE_VALUE, WireType::SixtyFourBit, out);
+                out.push(key(DOUBLE_VALUE, WireType::SixtyFourBit));
                 out.extend_from_slice(&f.to_le_bytes());
             }
             Any::Value(Value::Bool(b)) => {
-                encode_key(BOOL_VALUE, WireType::Varint, out);
+                out.push(key(BOOL_VALUE, WireType::Varint));
                 out.push(u8::from(*b));
             }
         }
     }
 
     fn write_bytes(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(bytes.len() as u64, out);
+        out.push(key(tag, WireType::LengthDelimited));
+        put_len(bytes.len(), out);
         out.extend_from_slice(bytes);
     }
 
-    fn write_key_value(key: &str, value: &Any, out: &mut Vec<u8>) {
-        encode_key(ATTRIBUTES, WireType::LengthDelimited, out);
-        encode_varint(key_value_len(key, value) as u64, out);
-        if !key.is_empty() {
-            write_bytes(KEY, key.as_bytes(), out);
+    fn write_key_value(key_text: &str, value: &Any, out: &mut Vec<u8>) {
+        out.push(key(ATTRIBUTES, WireType::LengthDelimited));
+        put_len(key_value_len(key_text, value), out);
+        if !key_text.is_empty() {
+            write_bytes(KEY, key_text.as_bytes(), out);
         }
-        encode_key(VALUE, WireType::LengthDelimited, out);
-        encode_varint(any_len(value) as u64, out);
+        out.push(key(VALUE, WireType::LengthDelimited));
+        put_len(any_len(value), out);
         write_any(value, out);
     }
 
     fn write_fixed64(tag: u32, value: u64, out: &mut Vec<u8>) {
-        encode_key(tag, WireType::SixtyFourBit, out);
+        out.push(key(tag, WireType::SixtyFourBit));
         out.extend_from_slice(&value.to_le_bytes());
     }
 
@@ -396,25 +431,25 @@ mod record {
     pub(super) fn write(
         event: &Event,
         sized: &Measured,
-        repeated: &mut RepeatedAttributes,
+        fields: &mut SharedFields,
         out: &mut Vec<u8>,
     ) {
-        if let Some(t) = event.timestamp.map(unix_nanos)
-            && t != 0
-        {
-            write_fixed64(TIME_UNIX_NANO, t, out);
+        if sized.time != 0 {
+            write_fixed64(TIME_UNIX_NANO, sized.time, out);
         }
-        encode_key(BODY, WireType::LengthDelimited, out);
-        encode_varint(any_len(&sized.body) as u64, out);
+        out.push(key(BODY, WireType::LengthDelimited));
+        put_len(any_len(&sized.body), out);
         write_any(&sized.body, out);
-        for_each_attribute(event, repeated, |field| out.extend_from_slice(field));
+        attributes(event, fields, |field| match field {
+            Field::Encoded(encoded) => out.extend_from_slice(encoded),
+            Field::Own(key, value) => write_key_value(key, &Any::Value(value), out),
+        });
         if let Some(t) = &event.trace {
             write_bytes(TRACE_ID, &t.trace_id, out);
             write_bytes(SPAN_ID, &t.span_id, out);
         }
-        let observed = unix_nanos(event.observed_at);
-        if observed != 0 {
-            write_fixed64(OBSERVED_TIME_UNIX_NANO, observed, out);
+        if sized.observed != 0 {
+            write_fixed64(OBSERVED_TIME_UNIX_NANO, sized.observed, out);
         }
     }
 }
@@ -578,6 +613,136 @@ mod tests {
             events.reverse();
         }
         assert!(encoder.encode(std::iter::empty()).is_empty());
+    }
+
+    /// Events shaped as the sources make them: a file's attributes in a
+    /// list its lines share, the line's own offset, contexts with identity,
+    /// several sources, bodies past 127 bytes, in any order, through one
+    /// encoder whose cached fields carry over from request to request.
+    mod shared_parts {
+        use super::*;
+        use crate::event::{Attribute, Key};
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                "[a-z/._-]{0,150}".prop_map(|s| Value::String(Arc::from(s))),
+                any::<i64>().prop_map(Value::Int),
+                any::<f64>().prop_map(Value::Float),
+                any::<bool>().prop_map(Value::Bool),
+            ]
+        }
+
+        fn attribute_list() -> impl Strategy<Value = Vec<(String, Value)>> {
+            proptest::collection::vec(("[a-z.]{0,20}", value()), 0..4)
+        }
+
+        /// What one event is made of, by index into the pools of shared parts.
+        #[derive(Debug, Clone)]
+        struct Shape {
+            body: Vec<u8>,
+            list: Option<usize>,
+            own: Vec<(String, Value)>,
+            context: usize,
+            source: usize,
+            trace: bool,
+            timestamp: Option<u64>,
+        }
+
+        fn shape() -> impl Strategy<Value = Shape> {
+            (
+                proptest::collection::vec(any::<u8>(), 0..300),
+                proptest::option::of(0..3usize),
+                attribute_list(),
+                0..3usize,
+                0..2usize,
+                any::<bool>(),
+                proptest::option::of(0..u64::MAX / 2),
+            )
+                .prop_map(|(body, list, own, context, source, trace, timestamp)| {
+                    Shape {
+                        body,
+                        list,
+                        own,
+                        context,
+                        source,
+                        trace,
+                        timestamp,
+                    }
+                })
+        }
+
+        fn shared_list(attrs: &[(String, Value)]) -> Arc<[Attribute]> {
+            attrs
+                .iter()
+                .map(|(k, v)| (Key::from(k.clone()), v.clone()))
+                .collect::<Vec<_>>()
+                .into()
+        }
+
+        proptest! {
+            #[test]
+            fn the_encoder_writes_exactly_the_request_bytes(
+                lists in proptest::collection::vec(attribute_list(), 3),
+                identities in proptest::collection::vec(attribute_list(), 3),
+                requests in proptest::collection::vec(proptest::collection::vec(shape(), 0..12), 1..4),
+            ) {
+                let lists: Vec<Arc<[Attribute]>> = lists.iter().map(|l| shared_list(l)).collect();
+                let contexts: Vec<Arc<Context>> = identities
+                    .iter()
+                    .enumerate()
+                    .map(|(i, identity)| {
+                        let mut c = Context::default();
+                        c.resource.insert("host.name", format!("host-{}", i % 2));
+                        for (k, v) in identity {
+                            c.identity.insert(k.clone(), v.clone());
+                        }
+                        Arc::new(c)
+                    })
+                    .collect();
+                let sources = [Arc::<str>::from("in"), Arc::<str>::from("runner_logs")];
+                let mut encoder = LogsEncoder::default();
+                for shapes in requests {
+                    let events: Vec<Event> = shapes
+                        .iter()
+                        .map(|s| {
+                            let origin = Origin {
+                                source: Arc::clone(&sources[s.source]),
+                                ..Origin::default()
+                            };
+                            let mut e = Event::new(s.body.clone(), origin, Arc::clone(&contexts[s.context]));
+                            if let Some(list) = s.list {
+                                e.attributes = Attributes::with_shared(Arc::clone(&lists[list]));
+                            }
+                            for (k, v) in &s.own {
+                                e.attributes.insert(k.clone(), v.clone());
+                            }
+                            e.trace = s.trace.then_some(TraceIds { trace_id: [3; 16], span_id: [4; 8] });
+                            e.timestamp = s.timestamp.map(|n| UNIX_EPOCH + std::time::Duration::from_nanos(n));
+                            e
+                        })
+                        .collect();
+                    let expected = prost::Message::encode_to_vec(&logs_request(events.iter()));
+                    prop_assert_eq!(encoder.encode(events.iter()), expected);
+                }
+            }
+        }
+
+        /// A shared list freed after a request and a new one made in its
+        /// place: the encoder holds the list it encoded, so the new one
+        /// cannot take its address and be mistaken for it.
+        #[test]
+        fn a_new_list_is_never_taken_for_a_freed_one() {
+            let c = context("a");
+            let mut encoder = LogsEncoder::default();
+            for path in ["/var/log/a.log", "/var/log/b.log", "/var/log/c.log"] {
+                let list = shared_list(&[("log.file.path".into(), Value::from(path))]);
+                let mut e = event(b"line", &c);
+                e.attributes = Attributes::with_shared(list);
+                let expected = prost::Message::encode_to_vec(&logs_request(std::iter::once(&e)));
+                assert_eq!(encoder.encode(std::iter::once(&e)), expected);
+            }
+        }
     }
 
     #[test]

@@ -203,15 +203,15 @@ pub struct Context {
     pub identity: Attributes,
 }
 
-/// Where an event was read from.
+/// Where an event was read from: the same for every line of one file, so
+/// events hold it shared ([`Event::origin`]). A line's place in its file is
+/// its `tailguard.file.offset` attribute.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Origin {
     /// The name of the source component in the configuration.
     pub source: Arc<str>,
     /// The file the line was read from, for file-like sources.
     pub path: Option<Arc<Path>>,
-    /// Byte offset of the start of the line in that file.
-    pub offset: Option<u64>,
     /// The file's identity as the file source tracks it (survives renames),
     /// so a receiver can recognise a line sent twice after a crash.
     pub file_id: Option<Arc<str>>,
@@ -349,7 +349,10 @@ pub struct Event {
     pub observed_at: SystemTime,
     /// When the line says it was written, if a parser found a timestamp.
     pub timestamp: Option<SystemTime>,
-    pub origin: Origin,
+    /// Shared with the other events of its file or source: one counted
+    /// reference a line, where the source name, path and file id each took
+    /// one, and each was an atomic write the sink undid on another core.
+    pub origin: Arc<Origin>,
     /// Per-event attributes (findings, flags such as truncation).
     pub attributes: Attributes,
     /// Shared resource and identity context.
@@ -362,7 +365,11 @@ pub struct Event {
 
 impl Event {
     /// A new log event observed now, with no acknowledgement attached.
-    pub fn new(body: impl Into<Bytes>, origin: Origin, context: Arc<Context>) -> Self {
+    pub fn new(
+        body: impl Into<Bytes>,
+        origin: impl Into<Arc<Origin>>,
+        context: Arc<Context>,
+    ) -> Self {
         Self::observed(body, origin, context, SystemTime::now())
     }
 
@@ -370,7 +377,7 @@ impl Event {
     /// lines at once reads the clock once).
     pub fn observed(
         body: impl Into<Bytes>,
-        origin: Origin,
+        origin: impl Into<Arc<Origin>>,
         context: Arc<Context>,
         observed_at: SystemTime,
     ) -> Self {
@@ -379,7 +386,7 @@ impl Event {
             body: body.into(),
             observed_at,
             timestamp: None,
-            origin,
+            origin: origin.into(),
             attributes: Attributes::new(),
             context,
             trace: None,
@@ -389,7 +396,7 @@ impl Event {
 
     /// A finished span. Its `trace` is the span's own ids, so sinks that
     /// group by trace need no special case.
-    pub fn span(span: SpanData, origin: Origin, context: Arc<Context>) -> Self {
+    pub fn span(span: SpanData, origin: impl Into<Arc<Origin>>, context: Arc<Context>) -> Self {
         let mut event = Self::new(Bytes::new(), origin, context);
         event.timestamp = Some(span.start);
         event.trace = Some(span.ids);
@@ -424,7 +431,7 @@ impl Clone for Event {
             body: self.body.clone(),
             observed_at: self.observed_at,
             timestamp: self.timestamp,
-            origin: self.origin.clone(),
+            origin: Arc::clone(&self.origin),
             attributes: self.attributes.clone(),
             context: Arc::clone(&self.context),
             trace: self.trace,

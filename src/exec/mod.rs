@@ -559,10 +559,10 @@ mod direct {
             context.identity.insert(k, v);
         }
         let context = Arc::new(context);
-        let origin = Origin {
+        let origin = Arc::new(Origin {
             source: Arc::from("exec"),
             ..Origin::default()
-        };
+        });
         while let Some(message) = events.recv().await {
             if let Some(event) = crate::sources::ci_exec::to_event(&message, &origin, &context) {
                 let _ = tx.send(vec![event]).await;

@@ -124,15 +124,19 @@ fn build_from_journal(
     let from_end = config.read_from == ReadFrom::End;
     Box::pin(async move {
         let matches: Vec<String> = JOURNAL_MATCHES.iter().map(|m| m.to_string()).collect();
-        let origin = crate::event::Origin {
+        let origin = std::sync::Arc::new(crate::event::Origin {
             source: cx.name.clone(),
             ..Default::default()
-        };
+        });
         let context = cx.context.clone();
         journal::follow(&journal_config, &matches, from_end, &mut cx, |entry| {
             let line = journal_line(entry)?;
             let session = session(&line, &users)?;
-            let mut event = Event::new(line.into_bytes(), origin.clone(), context.clone());
+            let mut event = Event::new(
+                line.into_bytes(),
+                std::sync::Arc::clone(&origin),
+                context.clone(),
+            );
             event.timestamp = entry
                 .get("__REALTIME_TIMESTAMP")
                 .and_then(|us| us.parse::<u64>().ok())

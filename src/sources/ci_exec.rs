@@ -174,10 +174,10 @@ async fn serve_messages(
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     let mut context: Option<Arc<Context>> = None;
-    let origin = Origin {
+    let origin = Arc::new(Origin {
         source,
         ..Origin::default()
-    };
+    });
     loop {
         let mut batch = EventBatch::new();
         // Take every complete message already buffered as one batch.
@@ -264,7 +264,7 @@ async fn serve_messages(
 
 pub(crate) fn to_event(
     message: &Message,
-    origin: &Origin,
+    origin: &Arc<Origin>,
     context: &Arc<Context>,
 ) -> Option<Event> {
     match message {
@@ -275,7 +275,8 @@ pub(crate) fn to_event(
             span_id,
             ..
         } => {
-            let mut event = Event::new(message.log_body()?, origin.clone(), Arc::clone(context));
+            let mut event =
+                Event::new(message.log_body()?, Arc::clone(origin), Arc::clone(context));
             event.observed_at = wire::from_unix_nanos(*observed_unix_nanos);
             event.attributes.insert("log.iostream", stream.as_str());
             event.trace = Some(TraceIds {
@@ -311,7 +312,7 @@ pub(crate) fn to_event(
                     _ => SpanStatus::Unset,
                 },
             };
-            let mut event = Event::span(span, origin.clone(), Arc::clone(context));
+            let mut event = Event::span(span, Arc::clone(origin), Arc::clone(context));
             for (k, v) in attributes {
                 match v {
                     WireValue::Bool(b) => event.attributes.insert(k.clone(), *b),

@@ -4,6 +4,8 @@
 //! everything read has been delivered: `producer | tailguard run` exits by
 //! itself.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
@@ -38,6 +40,10 @@ async fn run(
 ) -> anyhow::Result<()> {
     let mut splitter = LineSplitter::new(config.max_line_bytes.max(1));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let origin = Arc::new(Origin {
+        source: cx.name.clone(),
+        ..Origin::default()
+    });
     loop {
         buf.reserve(READ_CHUNK);
         let read = tokio::select! {
@@ -47,30 +53,22 @@ async fn run(
         };
         let mut batch = EventBatch::new();
         if read == 0 {
-            splitter.finish(&mut buf, &mut |line, offset, truncated| {
-                batch.push(event(&cx, line, offset, truncated));
+            splitter.finish(&mut buf, &mut |line, truncated| {
+                batch.push(event(&origin, &cx, line, truncated));
             });
             cx.out.send(batch).await?;
             break;
         }
-        splitter.split(&mut buf, &mut |line, offset, truncated| {
-            batch.push(event(&cx, line, offset, truncated));
+        splitter.split(&mut buf, &mut |line, truncated| {
+            batch.push(event(&origin, &cx, line, truncated));
         });
         cx.out.send(batch).await?;
     }
     Ok(())
 }
 
-fn event(cx: &SourceContext, line: Bytes, offset: u64, truncated: bool) -> Event {
-    let mut event = Event::new(
-        line,
-        Origin {
-            source: cx.name.clone(),
-            offset: Some(offset),
-            ..Origin::default()
-        },
-        cx.context.clone(),
-    );
+fn event(origin: &Arc<Origin>, cx: &SourceContext, line: Bytes, truncated: bool) -> Event {
+    let mut event = Event::new(line, Arc::clone(origin), cx.context.clone());
     if truncated {
         event.attributes.insert("tailguard.truncated", true);
     }
@@ -82,8 +80,6 @@ fn event(cx: &SourceContext, line: Bytes, offset: u64, truncated: bool) -> Event
 /// is kept.
 struct LineSplitter {
     max_line_bytes: usize,
-    /// Stream offset of the first byte in the buffer.
-    offset: u64,
     /// Skipping the rest of a line that was already emitted truncated.
     discarding: bool,
 }
@@ -92,44 +88,38 @@ impl LineSplitter {
     fn new(max_line_bytes: usize) -> Self {
         Self {
             max_line_bytes,
-            offset: 0,
             discarding: false,
         }
     }
 
-    fn split(&mut self, buf: &mut BytesMut, emit: &mut impl FnMut(Bytes, u64, bool)) {
+    fn split(&mut self, buf: &mut BytesMut, emit: &mut impl FnMut(Bytes, bool)) {
         while let Some(end) = memchr::memchr(b'\n', buf) {
             let line = buf.split_to(end + 1).freeze();
-            let start = self.offset;
-            self.offset += line.len() as u64;
             if std::mem::take(&mut self.discarding) {
                 continue;
             }
             let line = trim_terminator(line.slice(..end));
             if line.len() > self.max_line_bytes {
-                emit(line.slice(..self.max_line_bytes), start, true);
+                emit(line.slice(..self.max_line_bytes), true);
             } else {
-                emit(line, start, false);
+                emit(line, false);
             }
         }
         if !self.discarding && buf.len() > self.max_line_bytes {
-            let start = self.offset;
             let taken = buf.split_to(buf.len()).freeze();
-            self.offset += taken.len() as u64;
-            emit(taken.slice(..self.max_line_bytes), start, true);
+            emit(taken.slice(..self.max_line_bytes), true);
             self.discarding = true;
         } else if self.discarding {
-            self.offset += buf.len() as u64;
             buf.clear();
         }
     }
 
     /// Emits a last line that has no newline.
-    fn finish(&mut self, buf: &mut BytesMut, emit: &mut impl FnMut(Bytes, u64, bool)) {
+    fn finish(&mut self, buf: &mut BytesMut, emit: &mut impl FnMut(Bytes, bool)) {
         self.split(buf, emit);
         if !buf.is_empty() && !self.discarding {
             let line = trim_terminator(buf.split().freeze());
-            emit(line, self.offset, false);
+            emit(line, false);
         }
     }
 }
@@ -145,11 +135,11 @@ fn trim_terminator(line: Bytes) -> Bytes {
 mod tests {
     use super::*;
 
-    fn split_all(chunks: &[&[u8]], max: usize) -> Vec<(Vec<u8>, u64, bool)> {
+    fn split_all(chunks: &[&[u8]], max: usize) -> Vec<(Vec<u8>, bool)> {
         let mut splitter = LineSplitter::new(max);
         let mut buf = BytesMut::new();
         let mut lines = Vec::new();
-        let mut emit = |l: Bytes, o, t| lines.push((l.to_vec(), o, t));
+        let mut emit = |l: Bytes, t| lines.push((l.to_vec(), t));
         for chunk in chunks {
             buf.extend_from_slice(chunk);
             splitter.split(&mut buf, &mut emit);
@@ -159,14 +149,14 @@ mod tests {
     }
 
     #[test]
-    fn splits_across_chunks_and_keeps_offsets() {
+    fn splits_across_chunks() {
         let lines = split_all(&[b"ab", b"c\r\nde\n", b"f"], 100);
         assert_eq!(
             lines,
             vec![
-                (b"abc".to_vec(), 0, false),
-                (b"de".to_vec(), 5, false),
-                (b"f".to_vec(), 8, false)
+                (b"abc".to_vec(), false),
+                (b"de".to_vec(), false),
+                (b"f".to_vec(), false)
             ]
         );
     }
@@ -176,7 +166,7 @@ mod tests {
         let lines = split_all(&[b"0123456789", b"abcdef\nok\n"], 4);
         assert_eq!(
             lines,
-            vec![(b"0123".to_vec(), 0, true), (b"ok".to_vec(), 17, false)]
+            vec![(b"0123".to_vec(), true), (b"ok".to_vec(), false)]
         );
     }
 

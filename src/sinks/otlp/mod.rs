@@ -553,8 +553,13 @@ mod tests {
             max_bytes: 10,
             ..config::BatchConfig::default()
         };
-        let event =
-            |body: &str| Event::new(body.to_owned(), Default::default(), Default::default());
+        let event = |body: &str| {
+            Event::new(
+                body.to_owned(),
+                crate::event::Origin::default(),
+                Default::default(),
+            )
+        };
         let mut pending = Pending::new();
         // Arriving in batches of 2, 4 and 1 events.
         pending.push(vec![event("aaaa"), event("bbbb")]);

@@ -138,6 +138,8 @@ struct Tracked {
     /// What every line of this file carries (path, name and file id), held
     /// once and shared by the events.
     attributes: Arc<[Attribute]>,
+    /// The events' origin: the source's name, this path and id, shared too.
+    origin: Arc<Origin>,
     /// The canonical target when `path` is a symlink.
     target: Option<PathBuf>,
     file: Option<File>,
@@ -197,9 +199,14 @@ impl Tracked {
         self.share_attributes();
     }
 
-    /// Makes the attributes the file's lines share anew, after its path or
-    /// id changed.
+    /// Makes the attributes and origin the file's lines share anew, after
+    /// its path or id changed.
     fn share_attributes(&mut self) {
+        self.origin = Arc::new(Origin {
+            source: Arc::clone(&self.origin.source),
+            path: Some(Arc::clone(&self.path)),
+            file_id: Some(Arc::clone(&self.id)),
+        });
         let name = self
             .path
             .file_name()
@@ -868,6 +875,10 @@ impl Tailer {
             path: Arc::from(path),
             path_str: Arc::from(""),
             attributes: Arc::new([]),
+            origin: Arc::new(Origin {
+                source: Arc::clone(&self.s.name),
+                ..Origin::default()
+            }),
             target: None,
             file: Some(file),
             path_size: size,
@@ -1391,13 +1402,12 @@ fn make_batch(
     let observed_at = SystemTime::now();
     for (i, line) in events.into_iter().enumerate() {
         stats.lines += 1;
-        let origin = Origin {
-            source: Arc::clone(&s.name),
-            path: Some(Arc::clone(&t.path)),
-            offset: Some(line.start),
-            file_id: Some(Arc::clone(&t.id)),
-        };
-        let mut ev = Event::observed(line.body, origin, Arc::clone(&s.context), observed_at);
+        let mut ev = Event::observed(
+            line.body,
+            Arc::clone(&t.origin),
+            Arc::clone(&s.context),
+            observed_at,
+        );
         ev.attributes = Attributes::with_shared(Arc::clone(&t.attributes));
         ev.attributes.insert("tailguard.file.offset", line.start);
         if line.truncated {

@@ -28,7 +28,7 @@ pub struct Detection {
     /// Extra attributes for the alert (finding and misuse details).
     pub attributes: Attributes,
     pub trace: Option<TraceIds>,
-    pub origin: Origin,
+    pub origin: Arc<Origin>,
     pub context: Arc<Context>,
 }
 

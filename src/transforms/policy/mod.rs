@@ -731,7 +731,7 @@ mod tests {
                 end: SystemTime::now(),
                 status: SpanStatus::Unset,
             };
-            let mut e = Event::span(span, Default::default(), Arc::default());
+            let mut e = Event::span(span, Origin::default(), Arc::default());
             e.attributes
                 .insert("tailguard.finding.rule_id", "aws-access-key-id");
             e.attributes

@@ -45,11 +45,11 @@ fn bench(c: &mut Criterion) {
     context.resource.insert("host.name", "runner-17");
     context.resource.insert("service.name", "tailguard");
     let context = Arc::new(context);
-    let origin = Origin {
+    let origin = Arc::new(Origin {
         source: Arc::from("runner_logs"),
         path: Some(Arc::from(Path::new("/var/log/runner/job.log"))),
         ..Origin::default()
-    };
+    });
     let file_attributes: Arc<[Attribute]> = Arc::new([
         (
             "log.file.path".into(),
@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
     let events: Vec<Event> = log
         .split(|&b| b == b'\n')
         .map(|line| {
-            let mut event = Event::new(line.to_vec(), origin.clone(), Arc::clone(&context));
+            let mut event = Event::new(line.to_vec(), Arc::clone(&origin), Arc::clone(&context));
             event.attributes = Attributes::with_shared(Arc::clone(&file_attributes));
             event.attributes.insert("tailguard.file.offset", offset);
             offset += line.len() as i64 + 1;

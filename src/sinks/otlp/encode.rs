@@ -272,6 +272,10 @@ mod record {
     /// context, the source's name. Each is encoded when the record's differs
     /// from the last one's and copied otherwise, so a file line's shared
     /// attributes cost a pointer comparison and a copy.
+    ///
+    /// Each part keeps its last value alive until a different one comes: one
+    /// list, one context and one source name per sink, which is what makes
+    /// the pointer comparison sound.
     #[derive(Default)]
     pub(super) struct SharedFields {
         list: Encoded<[Attribute]>,
@@ -633,8 +637,22 @@ mod tests {
             ]
         }
 
+        /// Short keys, and keys whose length takes a two-byte varint.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof!["[a-z.]{0,20}", "[a-z.]{128,140}"]
+        }
+
         fn attribute_list() -> impl Strategy<Value = Vec<(String, Value)>> {
-            proptest::collection::vec(("[a-z.]{0,20}", value()), 0..4)
+            proptest::collection::vec((key(), value()), 0..4)
+        }
+
+        /// Raw bytes go out as a bytes value and text as a string value, so
+        /// both are drawn past 127 bytes.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..300),
+                "[ -~\u{e9}\u{2603}]{0,200}".prop_map(String::into_bytes),
+            ]
         }
 
         /// What one event is made of, by index into the pools of shared parts.
@@ -651,11 +669,11 @@ mod tests {
 
         fn shape() -> impl Strategy<Value = Shape> {
             (
-                proptest::collection::vec(any::<u8>(), 0..300),
+                body(),
                 proptest::option::of(0..3usize),
                 attribute_list(),
                 0..3usize,
-                0..2usize,
+                0..3usize,
                 any::<bool>(),
                 proptest::option::of(0..u64::MAX / 2),
             )
@@ -700,7 +718,13 @@ mod tests {
                         Arc::new(c)
                     })
                     .collect();
-                let sources = [Arc::<str>::from("in"), Arc::<str>::from("runner_logs")];
+                // Two names of one length, so a cached field of the wrong
+                // name would still fit the record's size.
+                let sources = [
+                    Arc::<str>::from("in"),
+                    Arc::<str>::from("runner_logs"),
+                    Arc::<str>::from("up"),
+                ];
                 let mut encoder = LogsEncoder::default();
                 for shapes in requests {
                     let events: Vec<Event> = shapes
@@ -737,11 +761,19 @@ mod tests {
             let mut encoder = LogsEncoder::default();
             for path in ["/var/log/a.log", "/var/log/b.log", "/var/log/c.log"] {
                 let list = shared_list(&[("log.file.path".into(), Value::from(path))]);
+                let held = Arc::downgrade(&list);
                 let mut e = event(b"line", &c);
                 e.attributes = Attributes::with_shared(list);
+                let source = Arc::downgrade(&e.origin.source);
                 let expected = prost::Message::encode_to_vec(&logs_request(std::iter::once(&e)));
                 assert_eq!(encoder.encode(std::iter::once(&e)), expected);
+                drop(e);
+                assert!(held.upgrade().is_some(), "the encoder holds the list");
+                assert!(source.upgrade().is_some(), "the encoder holds the source");
             }
+            let context = Arc::downgrade(&c);
+            drop(c);
+            assert!(context.upgrade().is_some(), "the encoder holds the context");
         }
     }
 

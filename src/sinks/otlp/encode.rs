@@ -771,9 +771,12 @@ mod tests {
                 assert!(held.upgrade().is_some(), "the encoder holds the list");
                 assert!(source.upgrade().is_some(), "the encoder holds the source");
             }
-            let context = Arc::downgrade(&c);
+            let weak_context = Arc::downgrade(&c);
             drop(c);
-            assert!(context.upgrade().is_some(), "the encoder holds the context");
+            assert!(
+                weak_context.upgrade().is_some(),
+                "the encoder holds the context"
+            );
         }
     }
 

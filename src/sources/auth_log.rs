@@ -20,7 +20,7 @@
 //! through `journalctl`, see [`crate::sources::journal`]) and the files are
 //! not read.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 use serde::Deserialize;
@@ -124,7 +124,7 @@ fn build_from_journal(
     let from_end = config.read_from == ReadFrom::End;
     Box::pin(async move {
         let matches: Vec<String> = JOURNAL_MATCHES.iter().map(|m| m.to_string()).collect();
-        let origin = std::sync::Arc::new(crate::event::Origin {
+        let origin = Arc::new(crate::event::Origin {
             source: cx.name.clone(),
             ..Default::default()
         });
@@ -132,11 +132,7 @@ fn build_from_journal(
         journal::follow(&journal_config, &matches, from_end, &mut cx, |entry| {
             let line = journal_line(entry)?;
             let session = session(&line, &users)?;
-            let mut event = Event::new(
-                line.into_bytes(),
-                std::sync::Arc::clone(&origin),
-                context.clone(),
-            );
+            let mut event = Event::new(line.into_bytes(), Arc::clone(&origin), context.clone());
             event.timestamp = entry
                 .get("__REALTIME_TIMESTAMP")
                 .and_then(|us| us.parse::<u64>().ok())

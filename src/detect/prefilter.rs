@@ -240,6 +240,35 @@ fn sampled_prefix_slot(first3: u32) -> (usize, u32) {
     (sampled_word(first3), 1 << (m >> 27) | 1 << ((m >> 22) & 31))
 }
 
+/// The folded 4-grams at `i`, `i + 2`, ..., `i + 14` of `hay`, for
+/// [`Prefilter::probe_avx2`]: lane 0 made from the 16 bytes from `i`, lane 1 from those from
+/// `i + 8`.
+///
+/// # Safety
+///
+/// `i + 24 <= hay.len()`, and the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn sampled_grams(hay: &[u8], i: usize) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let grams_of = _mm256_setr_epi8(
+        0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, //
+        0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9,
+    );
+    // SAFETY: the caller keeps both 16-byte loads inside `hay`.
+    let bytes = unsafe {
+        _mm256_set_m128i(
+            _mm_loadu_si128(hay.as_ptr().add(i + 8).cast()),
+            _mm_loadu_si128(hay.as_ptr().add(i).cast()),
+        )
+    };
+    _mm256_or_si256(
+        _mm256_shuffle_epi8(bytes, grams_of),
+        _mm256_set1_epi32(0x2020_2020),
+    )
+}
+
 /// Each ASCII uppercase byte of `x` lowercased (`u8::to_ascii_lowercase` on 8 bytes at once).
 #[inline(always)]
 fn ascii_lowercase_u64(x: u64) -> u64 {
@@ -545,30 +574,11 @@ impl Prefilter {
             return 0;
         }
         let end = (n - 24) / 16 * 16 + 16;
-        // Lane 0 makes the grams at 0, 2, 4, 6 of the bytes from `i`, lane 1 those at 8, 10,
-        // 12, 14 from the bytes from `i + 8`.
-        let grams_of = _mm256_setr_epi8(
-            0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, //
-            0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9,
-        );
-        let case = _mm256_set1_epi32(0x2020_2020);
         let word_multiplier = _mm256_set1_epi32(0x9E37_79B1_u32 as i32);
         let gram_multiplier = _mm256_set1_epi32(0x85EB_CA77_u32 as i32);
         let prefix_multiplier = _mm256_set1_epi32(0xC2B2_AE3D_u32 as i32);
         let low5 = _mm256_set1_epi32(31);
         let words = self.sampled.as_ptr().cast::<i32>();
-        // The folded grams of the 8 sampled positions from `i`.
-        let grams_at = |i: usize| {
-            let block: &[u8; 24] = hay[i..i + 24].try_into().expect("24 bytes");
-            // SAFETY: both 16-byte loads are inside `block`.
-            let bytes = unsafe {
-                _mm256_set_m128i(
-                    _mm_loadu_si128(block.as_ptr().add(8).cast()),
-                    _mm_loadu_si128(block.as_ptr().cast()),
-                )
-            };
-            _mm256_or_si256(_mm256_shuffle_epi8(bytes, grams_of), case)
-        };
         let last3_at = |grams| _mm256_srli_epi32::<8>(grams);
         // A run of blocks' table word indices is made first, then the words are read. A
         // block that went from hashing to reading its words to testing them held its
@@ -593,16 +603,20 @@ impl Prefilter {
             while run_start < blocks {
                 let run = (blocks - run_start).min(RUN);
                 for (r, index) in indices[..run].iter_mut().enumerate() {
-                    let last3 = last3_at(grams_at(base + 16 * (run_start + r)));
+                    // SAFETY: `i < end` means `i + 24 <= n`.
+                    let grams = unsafe { sampled_grams(hay, base + 16 * (run_start + r)) };
+                    let last3 = last3_at(grams);
                     *index = _mm256_srli_epi32::<{ 32 - SAMPLED_LOG2_WORDS as i32 }>(
                         _mm256_mullo_epi32(last3, word_multiplier),
                     );
                 }
-                for (r, index) in indices[..run].iter().enumerate() {
+                let run_masks = &mut masks[run_start..run_start + run];
+                for (r, (index, mask)) in indices[..run].iter().zip(run_masks).enumerate() {
                     let block = run_start + r;
-                    // SAFETY: table indices are below 2^13, the table's length in words.
+                    // SAFETY: `i < end` means `i + 24 <= n`; table indices are below 2^13,
+                    // the table's length in words.
                     let (gram_hits, prefix_hits) = unsafe {
-                        let grams = grams_at(base + 16 * block);
+                        let grams = sampled_grams(hay, base + 16 * block);
                         let last3 = last3_at(grams);
                         // read as 64-bit pairs: two loads and a shift where a lane's own
                         // load would be one
@@ -641,7 +655,7 @@ impl Prefilter {
                         };
                         (top(gram_mix), top(prefix_mix))
                     };
-                    masks[block] = MaybeUninit::new(
+                    *mask = MaybeUninit::new(
                         SPREAD[gram_hits as usize] | SPREAD[prefix_hits as usize] << 1,
                     );
                 }

@@ -584,7 +584,8 @@ impl Prefilter {
         // block that went from hashing to reading its words to testing them held its
         // successors back: a scan took 10% less CPU on Zen 2 this way.
         const RUN: usize = 32;
-        let mut indices = [_mm256_setzero_si256(); RUN];
+        // uninitialised for the reason `passed` is
+        let mut indices = [MaybeUninit::<__m256i>::uninit(); RUN];
         // offsets from the chunk's start, in order; an odd one was found through a prefix
         // bit. 16 spare slots so a block's writes need no check.
         // Left uninitialised: zeroing these 17 KiB on every call cost more than scanning a
@@ -606,21 +607,23 @@ impl Prefilter {
                     // SAFETY: `i < end` means `i + 24 <= n`.
                     let grams = unsafe { sampled_grams(hay, base + 16 * (run_start + r)) };
                     let last3 = last3_at(grams);
-                    *index = _mm256_srli_epi32::<{ 32 - SAMPLED_LOG2_WORDS as i32 }>(
-                        _mm256_mullo_epi32(last3, word_multiplier),
-                    );
+                    *index =
+                        MaybeUninit::new(_mm256_srli_epi32::<{ 32 - SAMPLED_LOG2_WORDS as i32 }>(
+                            _mm256_mullo_epi32(last3, word_multiplier),
+                        ));
                 }
                 let run_masks = &mut masks[run_start..run_start + run];
                 for (r, (index, mask)) in indices[..run].iter().zip(run_masks).enumerate() {
                     let block = run_start + r;
-                    // SAFETY: `i < end` means `i + 24 <= n`; table indices are below 2^13,
-                    // the table's length in words.
+                    // SAFETY: `i < end` means `i + 24 <= n`; the loop above wrote
+                    // `indices[..run]`, and table indices are below 2^13, the table's length
+                    // in words.
                     let (gram_hits, prefix_hits) = unsafe {
                         let grams = sampled_grams(hay, base + 16 * block);
                         let last3 = last3_at(grams);
                         // read as 64-bit pairs: two loads and a shift where a lane's own
                         // load would be one
-                        let pairs = (index as *const __m256i).cast::<u64>();
+                        let pairs = index.as_ptr().cast::<u64>();
                         let at = |pair: usize, high: bool| {
                             let pair = pairs.add(pair).read_unaligned();
                             *words.add((if high { pair >> 32 } else { pair }) as u32 as usize)

@@ -221,7 +221,9 @@ fn sampled_word(last3: u32) -> usize {
 
 /// Word and the two bits of the stride-2 table that a sampled position with folded 4-gram
 /// `gram` tests for a keyword indexed under that gram (its "gram bits"). With two bits, both
-/// required, fewer positions pass to the second test: a scan took 2.5% less CPU than with one.
+/// required, fewer positions pass to the second test: a scan took 2.5% less CPU than with one
+/// on the CPU of the November runs (on Zen 2, since the probe makes its indices ahead, the
+/// two measured the same).
 #[inline(always)]
 fn sampled_gram_slot(gram: u32) -> (usize, u32) {
     let m = gram.wrapping_mul(0x85EB_CA77);
@@ -241,8 +243,8 @@ fn sampled_prefix_slot(first3: u32) -> (usize, u32) {
 }
 
 /// The folded 4-grams at `i`, `i + 2`, ..., `i + 14` of `hay`, for
-/// [`Prefilter::probe_avx2`]: lane 0 made from the 16 bytes from `i`, lane 1 from those from
-/// `i + 8`.
+/// [`Prefilter::probe_avx2`]: 32-bit lanes 0-3 (the grams at `i` to `i + 6`) made from the 16
+/// bytes from `i`, lanes 4-7 (`i + 8` to `i + 14`) from the 16 bytes from `i + 8`.
 ///
 /// # Safety
 ///
@@ -556,8 +558,9 @@ impl Prefilter {
     /// position, which were most of a scan.
     ///
     /// 1. 8 sampled positions at a time: their grams formed with a byte shuffle, hashed with
-    ///    vector multiplies, their words fetched with eight loads (for 32 blocks at a time,
-    ///    first all their word indices, then all their words). Positions whose gram bits
+    ///    vector multiplies, their words fetched with eight loads, not a gather, which Zen 2
+    ///    runs in microcode (for 32 blocks at a time, first all their word indices, then all
+    ///    their words). Positions whose gram bits
     ///    or prefix bits are set (fewer than 1 byte in 80 of a CI log) go to a list, without
     ///    a branch on whether there are any: that branch, taken at random, cost a quarter of
     ///    a probe.
@@ -584,7 +587,8 @@ impl Prefilter {
         // block that went from hashing to reading its words to testing them held its
         // successors back: a scan took 10% less CPU on Zen 2 this way.
         const RUN: usize = 32;
-        // uninitialised for the reason `passed` is
+        // Left uninitialised, as `passed` below: zeroing its 1 KiB on every call most likely
+        // made scanning line by line slower (criterion: 371 MiB/s, and 388 without it).
         let mut indices = [MaybeUninit::<__m256i>::uninit(); RUN];
         // offsets from the chunk's start, in order; an odd one was found through a prefix
         // bit. 16 spare slots so a block's writes need no check.
@@ -604,7 +608,8 @@ impl Prefilter {
             while run_start < blocks {
                 let run = (blocks - run_start).min(RUN);
                 for (r, index) in indices[..run].iter_mut().enumerate() {
-                    // SAFETY: `i < end` means `i + 24 <= n`.
+                    // SAFETY: a block starts at a multiple of 16 below `end`, so at most at
+                    // `(n - 24) / 16 * 16`: its 24 bytes are in `hay`.
                     let grams = unsafe { sampled_grams(hay, base + 16 * (run_start + r)) };
                     let last3 = last3_at(grams);
                     *index =
@@ -615,28 +620,26 @@ impl Prefilter {
                 let run_masks = &mut masks[run_start..run_start + run];
                 for (r, (index, mask)) in indices[..run].iter().zip(run_masks).enumerate() {
                     let block = run_start + r;
-                    // SAFETY: `i < end` means `i + 24 <= n`; the loop above wrote
-                    // `indices[..run]`, and table indices are below 2^13, the table's length
-                    // in words.
+                    // SAFETY: the block's 24 bytes are in `hay` (as above); the loop above
+                    // wrote `indices[..run]`; table indices are below 2^13, the table's
+                    // length in words.
                     let (gram_hits, prefix_hits) = unsafe {
                         let grams = sampled_grams(hay, base + 16 * block);
                         let last3 = last3_at(grams);
-                        // read as 64-bit pairs: two loads and a shift where a lane's own
-                        // load would be one
+                        // one load and a shift per two lanes (a load per lane measured the
+                        // same)
                         let pairs = index.as_ptr().cast::<u64>();
-                        let at = |pair: usize, high: bool| {
-                            let pair = pairs.add(pair).read_unaligned();
-                            *words.add((if high { pair >> 32 } else { pair }) as u32 as usize)
-                        };
+                        let [l01, l23, h01, h23] = [0, 1, 2, 3].map(|k| pairs.add(k).read());
+                        let at = |x: u64| *words.add(x as u32 as usize);
                         let word = _mm256_setr_epi32(
-                            at(0, false),
-                            at(0, true),
-                            at(1, false),
-                            at(1, true),
-                            at(2, false),
-                            at(2, true),
-                            at(3, false),
-                            at(3, true),
+                            at(l01),
+                            at(l01 >> 32),
+                            at(l23),
+                            at(l23 >> 32),
+                            at(h01),
+                            at(h01 >> 32),
+                            at(h23),
+                            at(h23 >> 32),
                         );
                         let gram_mix = _mm256_mullo_epi32(grams, gram_multiplier);
                         let prefix_mix = _mm256_mullo_epi32(last3, prefix_multiplier);
@@ -905,7 +908,8 @@ mod tests {
     /// Every occurrence of the built-in keywords in random text with keywords planted in
     /// random case, found by both probes (AVX2 where the CPU has it, and scalar), against
     /// an overlapping case-insensitive Aho-Corasick search. The lengths cross the AVX2
-    /// probe's 4 KiB chunks and its 16-byte blocks, so plants land on every seam.
+    /// probe's 4 KiB chunks, its runs of 32 blocks (9,000 and 20,000 bytes end in part runs)
+    /// and its 16-byte blocks, so plants land on every seam.
     #[test]
     fn finds_exactly_the_keyword_occurrences_in_any_text() {
         let probes = Probes::builtin();

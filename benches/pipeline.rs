@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tailguard::event::{Attribute, Attributes, Context, Event, Origin, Value};
+use tailguard::event::{Attributes, Context, Event, Origin};
 use tailguard::sinks::otlp::encode::LogsEncoder;
-use tailguard::sources::file::{LineReader, MidLine};
+use tailguard::sources::file::{LineReader, MidLine, file_attributes};
 
 mod cilog;
 use cilog::{bench_log_bytes, generate_log};
@@ -50,17 +50,11 @@ fn bench(c: &mut Criterion) {
         path: Some(Arc::from(Path::new("/var/log/runner/job.log"))),
         ..Origin::default()
     });
-    let file_attributes: Arc<[Attribute]> = Arc::new([
-        (
-            "log.file.path".into(),
-            Value::from("/var/log/runner/job.log"),
-        ),
-        ("log.file.name".into(), Value::from("job.log")),
-        (
-            "tailguard.file.id".into(),
-            Value::from("fe00-9b8007-18ea754b30337eaa"),
-        ),
-    ]);
+    let file_attributes = file_attributes(
+        Path::new("/var/log/runner/job.log"),
+        &Arc::from("/var/log/runner/job.log"),
+        &Arc::from("fe00-9b8007-18ea754b30337eaa"),
+    );
     let mut offset = 0i64;
     let events: Vec<Event> = log
         .split(|&b| b == b'\n')

@@ -105,6 +105,7 @@ pub use config::{FileSourceConfig, MultilineConfig, MultilineMode, ReadFrom};
 /// The line splitter, public for the `pipeline` benchmark only.
 #[doc(hidden)]
 pub use reader::{Line, LineReader, MidLine};
+pub use tailer::file_attributes;
 
 use crate::topology::component::{ComponentTask, SourceContext};
 use checkpoint::Store;

@@ -33,6 +33,20 @@ const ROUND_BYTES: usize = 8 * 1024 * 1024;
 /// forgotten.
 const FORGET_AFTER_SECS: u64 = 24 * 3600;
 
+/// The attributes every line of the file at `path` (`path_str` as text; `id` its file id)
+/// carries, in the one list its lines share; a line adds its own `tailguard.file.offset`.
+pub fn file_attributes(path: &Path, path_str: &Arc<str>, id: &Arc<str>) -> Arc<[Attribute]> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Arc::new([
+        ("log.file.path".into(), Value::String(Arc::clone(path_str))),
+        ("log.file.name".into(), Value::from(name)),
+        ("tailguard.file.id".into(), Value::String(Arc::clone(id))),
+    ])
+}
+
 /// Everything [`Tailer`] needs from the configuration, compiled.
 pub(crate) struct Settings {
     pub name: Arc<str>,
@@ -207,22 +221,7 @@ impl Tracked {
             path: Some(Arc::clone(&self.path)),
             file_id: Some(Arc::clone(&self.id)),
         });
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.attributes = Arc::new([
-            (
-                "log.file.path".into(),
-                Value::String(Arc::clone(&self.path_str)),
-            ),
-            ("log.file.name".into(), Value::from(name)),
-            (
-                "tailguard.file.id".into(),
-                Value::String(Arc::clone(&self.id)),
-            ),
-        ]);
+        self.attributes = file_attributes(&self.path, &self.path_str, &self.id);
     }
 
     /// Publishes how far reading is ahead of the acknowledged checkpoint.

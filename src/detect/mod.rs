@@ -20,6 +20,7 @@ mod anchor;
 pub mod filters;
 pub mod fingerprint;
 pub mod known;
+mod lines;
 mod prefilter;
 pub mod rules;
 pub mod validate;
@@ -536,9 +537,7 @@ impl Detector {
                             break;
                         }
                     }
-                    let s = memchr::memrchr(b'\n', &input[..st]).map_or(0, |p| p + 1);
-                    let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
-                    cur = Some((s, e));
+                    cur = Some((lines::line_start(input, st), lines::line_end(input, st)));
                     line_hits = i;
                 }
                 for &r in &self.kw_rules[kw as usize] {

@@ -391,8 +391,7 @@ impl Detector {
                 }
             }
         }
-        let prefilter = prefilter::Prefilter::new(&kws)
-            .map_err(|e| DetectError::RuleFile(format!("keyword prefilter: {e}")))?;
+        let prefilter = prefilter::Prefilter::new(&kws);
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Detector {
             prefilter,

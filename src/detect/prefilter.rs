@@ -1,30 +1,30 @@
 //! Stage-1 keyword prefilter: every occurrence of every keyword, case-insensitively.
 //!
-//! Keywords of 4+ bytes are found through their 4-grams (ASCII-case-folded, `byte | 0x20`).
-//! A 4-byte keyword is its own gram; a keyword of 5+ bytes is indexed under two neighbouring
-//! grams, the pair whose commoner gram is rarest in software text (see `common_grams.txt`).
-//! The first of them is the keyword's primary gram, the one the stride-1 probe tests.
+//! Keywords are found through their 4-grams (ASCII-case-folded, `byte | 0x20`). A 4-byte
+//! keyword is its own gram; a keyword of 5+ bytes is indexed under two neighbouring grams, the
+//! pair whose commoner gram is rarest in software text (see `common_grams.txt`). The first of
+//! them is the keyword's primary gram, the one the stride-1 probe tests. A 3-byte keyword is
+//! indexed under the 128 grams it can begin (every folded byte after it) and the 128 that
+//! end with it; the last 3 bytes of the input, which begin no gram, are compared with each
+//! 3-byte keyword directly.
 //!
 //! - With AVX2 ([`Prefilter::probe_avx2`]) every other position is tested: that meets one
 //!   gram of each pair, and a 4-byte keyword at an untested position is caught through its
-//!   first 3 bytes, the last 3 of the tested position before it. A tested position costs one
-//!   read of a 32 KiB table.
+//!   first 3 bytes, the last 3 of the tested position before it. A 3-byte keyword is caught
+//!   the same way: through itself one byte after a tested position, or, two bytes after one,
+//!   through the byte before it and its first 2. A tested position costs one read of a 32 KiB
+//!   table.
 //! - Without it (and at the end of the input) every position's gram is tested against a
 //!   262,144-bit bitmap (32 KiB, L1-resident) of primary grams, 16 positions per branch.
 //!
 //! A position that passes is tested against a second bitmap of the same grams (a two-probe
 //! Bloom filter), then looked up exactly and each keyword indexed under its gram verified in
-//! place. Keywords of exactly 3 bytes are found through a rare non-letter byte they contain
-//! (`~` in `8Q~`) with `memchr`, else through a small case-insensitive Aho-Corasick automaton
-//! (slow path, only for user rules: the built-in rules have no such keyword).
-//! The result is the exact set of keyword occurrences, like a full Aho-Corasick pass, at a
-//! fraction of the cost on text where keywords are rare.
+//! place. The result is the exact set of keyword occurrences, like a full Aho-Corasick pass,
+//! at a fraction of the cost on text where keywords are rare.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::MaybeUninit;
-
-use aho_corasick::{AhoCorasick, MatchKind};
 
 const LOG2_BITS: u32 = 18;
 
@@ -66,7 +66,7 @@ impl Hasher for GramHasher {
 
 /// folded 4-gram -> (keyword index, offset of the gram in the keyword, whether it is the
 /// keyword's primary gram)
-type GramMap = HashMap<u32, Vec<(u32, u32, bool)>, BuildHasherDefault<GramHasher>>;
+type GramMap = HashMap<u32, Vec<(u32, i32, bool)>, BuildHasherDefault<GramHasher>>;
 
 /// Folded 4-gram -> the keywords indexed under it, for [`Prefilter::verify`]: an
 /// open-addressing table over one flat entry list and one buffer of keyword bytes, so a lookup
@@ -97,8 +97,9 @@ struct Entry {
     head: u64,
     head_mask: u64,
     keyword: u32,
-    /// where the gram starts in the keyword
-    offset: u32,
+    /// where the gram starts in the keyword; -1 for a 3-byte keyword's grams that start one
+    /// byte before it
+    offset: i32,
     /// the keyword's primary gram (see [`Which`])
     primary: bool,
     /// the keyword is `text[start..start + len]`
@@ -108,18 +109,19 @@ struct Entry {
 
 /// Which keywords indexed under a gram [`Prefilter::verify`] looks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
-// Only the AVX2 probe (x86_64) uses `All` and `FourBytes`.
+// Only the AVX2 probe (x86_64) uses `All` and `Short`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Which {
     /// Those whose primary gram it is: the stride-1 probe tests every position, so a keyword
     /// of 5+ bytes, indexed under two neighbouring grams, must be found through one of them.
     Primary,
-    /// All of them: the stride-2 probe tests every other position, which meets exactly one
-    /// of a keyword's two neighbouring grams.
+    /// All but the 3-byte keywords: the stride-2 probe tests every other position, which
+    /// meets exactly one of a keyword's two neighbouring grams. It finds 3-byte keywords
+    /// through prefix bits only.
     All,
-    /// The 4-byte keywords only: the stride-2 probe found the gram one byte after a sampled
-    /// position, through that position's last 3 bytes.
-    FourBytes,
+    /// The 3- and 4-byte keywords only: the stride-2 probe found the gram one byte after a
+    /// sampled position, through that position's last 3 bytes.
+    Short,
 }
 
 impl GramTable {
@@ -207,6 +209,11 @@ fn hash2(folded: u32) -> usize {
         .wrapping_mul(0xC2B2_AE3D)
         >> (32 - LOG2_BITS)) as usize
 }
+
+/// The shortest input [`Prefilter::probe_avx2`] takes: a block tests 8 sampled positions from
+/// `i`, reading 16 bytes from `i` and from `i + 8`.
+#[cfg(target_arch = "x86_64")]
+const AVX2_PROBE_MIN_LEN: usize = 24;
 
 /// The stride-2 probe's table (see [`Prefilter::probe_avx2`]): 2^13 32-bit words, 32 KiB.
 const SAMPLED_LOG2_WORDS: u32 = 13;
@@ -353,13 +360,9 @@ pub(crate) struct Prefilter {
     /// folded 4-gram -> the keywords indexed under it
     grams: GramTable,
     keywords: Vec<Vec<u8>>,
-    short: Option<AhoCorasick>,
-    short_ids: Vec<u32>,
-    /// rare bytes (at most 3) through which all short keywords are found with `memchr`
-    rare: Vec<u8>,
-    /// (rare byte, its offset in a short keyword, the keyword) for every rare byte in every
-    /// short keyword
-    rare_at: Vec<(u8, u32, u32)>,
+    /// the 3-byte keywords, which [`Prefilter::find_all`] compares with the input's last 3
+    /// bytes, where no gram begins
+    three_byte: Vec<u32>,
     /// whether this CPU can run [`Prefilter::probe_avx2`]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx2: bool,
@@ -367,21 +370,15 @@ pub(crate) struct Prefilter {
 
 impl Prefilter {
     /// `keywords` must each be at least 3 bytes (enforced when rules compile).
-    pub(crate) fn new(keywords: &[String]) -> Result<Self, aho_corasick::BuildError> {
+    pub(crate) fn new(keywords: &[String]) -> Self {
         let mut bits: Box<[u64; WORDS]> = Box::new([0u64; WORDS]);
         let mut bits2 = bits.clone();
         let mut grams: GramMap = GramMap::default();
         let common = common_grams();
-        let mut short = Vec::new();
-        let mut short_ids = Vec::new();
+        let mut three_byte = Vec::new();
         let mut sampled: Box<[u32; SAMPLED_WORDS]> = Box::new([0u32; SAMPLED_WORDS]);
         for (i, k) in keywords.iter().enumerate() {
             let k = k.as_bytes();
-            if k.len() < 4 {
-                short.push(k.to_vec());
-                short_ids.push(i as u32);
-                continue;
-            }
             let gram_at =
                 |off: usize| fold(u32::from_le_bytes(k[off..off + 4].try_into().expect("4")));
             let rarity = |off: usize| {
@@ -395,92 +392,80 @@ impl Prefilter {
                     .product::<u64>();
                 (commonness, estimate)
             };
-            // The primary gram, and for 5+ bytes its neighbour: the rarest such pair.
-            let (primary, both) = if k.len() == 4 {
-                (0, &[0][..])
-            } else {
-                let off = (0..k.len() - 4)
-                    .min_by_key(|&off| rarity(off).max(rarity(off + 1)))
-                    .expect("5+ bytes");
-                (off, &[off, off + 1][..])
+            let bytes = |b: [u8; 4]| fold(u32::from_le_bytes(b));
+            // every byte as folding leaves it: those with bit 5 set
+            let folded_bytes = || (0..=255u8).filter(|&b| b & 0x20 != 0);
+            // (gram, where it starts in the keyword, whether it is the primary gram); the
+            // first 3 bytes of sampled positions' last 3 that lead to a keyword (prefix bits);
+            // whether the grams get gram bits
+            let (indexed, prefixes, gram_bits): (Vec<(u32, i32, bool)>, Vec<u32>, bool) = match *k {
+                [a, b, c] => {
+                    // Gram bits for the 128 grams it begins (one per folded byte after it)
+                    // would fill whole table words: a gram's word is chosen by its last 3
+                    // bytes, here the keyword's last 2 and the byte after, so `0Q~` to `9Q~`
+                    // would set 20 of the 32 bits of 128 words, and `confirm` took twice
+                    // as long on the positions listed. Prefix bits alone find it: at an odd position
+                    // through itself, the last 3 bytes of the sampled position before it,
+                    // then the gram it begins; at an even one through the byte before it
+                    // and its first 2, the last 3 of the sampled position two bytes before,
+                    // then the gram that starts one byte before it (offset -1). Searching
+                    // the input for the `~` of `8Q~` with memchr instead was 3.5% of a scan.
+                    three_byte.push(i as u32);
+                    let starting = folded_bytes().map(|next| (bytes([a, b, c, next]), 0, true));
+                    let ending = folded_bytes().map(|before| (bytes([before, a, b, c]), -1, false));
+                    let prefixes = folded_bytes()
+                        .map(|before| bytes([before, a, b, 0]) & 0x00FF_FFFF)
+                        .chain([bytes([a, b, c, 0]) & 0x00FF_FFFF]);
+                    (starting.chain(ending).collect(), prefixes.collect(), false)
+                }
+                [a, b, c, _] => (
+                    vec![(gram_at(0), 0, true)],
+                    vec![bytes([a, b, c, 0]) & 0x00FF_FFFF],
+                    true,
+                ),
+                _ => {
+                    // the rarest pair of neighbouring grams; the first is the primary
+                    let off = (0..k.len() - 4)
+                        .min_by_key(|&off| rarity(off).max(rarity(off + 1)))
+                        .expect("5+ bytes");
+                    let grams = vec![
+                        (gram_at(off), off as i32, true),
+                        (gram_at(off + 1), off as i32 + 1, false),
+                    ];
+                    (grams, Vec::new(), true)
+                }
             };
-            let g = gram_at(primary);
-            let h = hash(g);
-            bits[h >> 6] |= 1 << (h & 63);
-            for &off in both {
-                let g = gram_at(off);
+            for &(g, off, primary) in &indexed {
+                if primary {
+                    let h = hash(g);
+                    bits[h >> 6] |= 1 << (h & 63);
+                }
                 let h2 = hash2(g);
                 bits2[h2 >> 6] |= 1 << (h2 & 63);
-                let (word, bits) = sampled_gram_slot(g);
-                sampled[word] |= bits;
-                grams
-                    .entry(g)
-                    .or_default()
-                    .push((i as u32, off as u32, off == primary));
-            }
-            if k.len() == 4 {
-                let (word, bits) = sampled_prefix_slot(g & 0x00FF_FFFF);
-                sampled[word] |= bits;
-            }
-        }
-        // short keywords found via a rare non-letter byte each (at most 3 distinct bytes)
-        let mut rare: Vec<u8> = Vec::new();
-        let all_rare = short.iter().all(|k: &Vec<u8>| {
-            match k
-                .iter()
-                .copied()
-                .filter(|b| !b.is_ascii_alphabetic())
-                .min_by_key(|&b| byte_freq(b))
-            {
-                Some(b) if byte_freq(b) <= 2 => {
-                    if !rare.contains(&b) {
-                        rare.push(b);
-                    }
-                    true
+                if gram_bits {
+                    let (word, bits) = sampled_gram_slot(g);
+                    sampled[word] |= bits;
                 }
-                _ => false,
+                grams.entry(g).or_default().push((i as u32, off, primary));
             }
-        });
-        if !all_rare || rare.len() > 3 {
-            rare.clear();
+            for first3 in prefixes {
+                let (word, bits) = sampled_prefix_slot(first3);
+                sampled[word] |= bits;
+            }
         }
-        let short = if short.is_empty() || !rare.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&short)?,
-            )
-        };
         let keywords: Vec<Vec<u8>> = keywords
             .iter()
             .map(|k| k.as_bytes().to_ascii_lowercase())
             .collect();
-        let rare_at = short_ids
-            .iter()
-            .flat_map(|&kw| {
-                let k = &keywords[kw as usize];
-                let rare = &rare;
-                k.iter()
-                    .enumerate()
-                    .filter(move |(_, b)| rare.contains(b))
-                    .map(move |(off, &b)| (b, off as u32, kw))
-            })
-            .collect();
-        Ok(Prefilter {
+        Prefilter {
             bits,
             bits2,
             sampled,
             grams: GramTable::new(&grams, &keywords),
             keywords,
-            short,
-            short_ids,
-            rare,
-            rare_at,
+            three_byte,
             avx2: avx2_available(),
-        })
+        }
     }
 
     #[inline(always)]
@@ -507,10 +492,10 @@ impl Prefilter {
         for entry in self.grams.get(folded) {
             let wanted = match which {
                 Which::Primary => entry.primary,
-                Which::All => true,
-                Which::FourBytes => entry.len == 4,
+                Which::All => entry.len >= 4,
+                Which::Short => entry.len <= 4,
             };
-            let Some(s) = p.checked_sub(entry.offset as usize) else {
+            let Some(s) = p.checked_add_signed(-(entry.offset as isize)) else {
                 continue;
             };
             let len = entry.len as usize;
@@ -553,7 +538,8 @@ impl Prefilter {
     /// Sampling every other position finds each keyword of 5+ bytes, indexed under two
     /// neighbouring grams, through exactly one of them; a 4-byte keyword at an unsampled
     /// position is found through its first 3 bytes, the last 3 of the sampled position
-    /// before it. Both tests read the same table word, chosen by the sampled gram's last 3
+    /// before it (a 3-byte keyword through such prefixes only, see [`Prefilter::new`]).
+    /// Both tests read the same table word, chosen by the sampled gram's last 3
     /// bytes, so a sampled position costs one table read: half the reads of testing every
     /// position, which were most of a scan.
     ///
@@ -570,10 +556,8 @@ impl Prefilter {
     fn probe_avx2(&self, hay: &[u8], hits: &mut Vec<(usize, u32)>) -> usize {
         use std::arch::x86_64::*;
         const CHUNK: usize = 4096;
-        // 24: a block tests 8 sampled positions from `i`, reading 16 bytes from `i` and
-        // from `i + 8`.
         let n = hay.len();
-        if n < 24 {
+        if n < AVX2_PROBE_MIN_LEN {
             return 0;
         }
         let end = (n - 24) / 16 * 16 + 16;
@@ -600,7 +584,7 @@ impl Prefilter {
             let base = i;
             let blocks = (end - base).min(CHUNK) / 16;
             // Bit j of a block's mask is position `16 * block + j`: lane k's gram bits give bit
-            // 2k, its prefix bits (for the 4-byte keyword at `2k + 1`) bit 2k + 1. The masks
+            // 2k, its prefix bits (for a 4-byte keyword at `2k + 1`) bit 2k + 1. The masks
             // are all made before any is read, so the table reads of successive blocks
             // overlap instead of waiting on each other through the list's length.
             let mut masks = [MaybeUninit::<u32>::uninit(); CHUNK / 16];
@@ -699,7 +683,7 @@ impl Prefilter {
 
     /// Pass 2 of [`Prefilter::probe_avx2`]: tests the 4-gram at `base + p` for each `p` in
     /// `passed` against `bits2`, one by one, and verifies those that pass (at an odd
-    /// position, found through prefix bits, only for 4-byte keywords). Position `end - 1`
+    /// position, found through prefix bits, only for 3- and 4-byte keywords). Position `end - 1`
     /// is left for the scalar probe, which starts there. Testing 8 at a time with two gathers
     /// took about 3% more of a scan's CPU on Zen 2.
     #[cfg(target_arch = "x86_64")]
@@ -718,7 +702,7 @@ impl Prefilter {
             let which = if p.is_multiple_of(2) {
                 Which::All
             } else if p + 1 < end {
-                Which::FourBytes
+                Which::Short
             } else {
                 continue;
             };
@@ -737,7 +721,10 @@ impl Prefilter {
         let n = hay.len();
         let mut i = 0;
         #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
+        if self.avx2 && n >= AVX2_PROBE_MIN_LEN {
+            // It finds a 3-byte keyword at an even position through the sampled position two
+            // bytes before, so not at 0.
+            self.three_byte_keywords_at(hay, 0, hits);
             // SAFETY: `avx2` is set only when the CPU has AVX2.
             i = unsafe { self.probe_avx2(hay, hits) };
         }
@@ -766,40 +753,17 @@ impl Prefilter {
             }
             i += 1;
         }
-        if !self.rare.is_empty() {
-            let before = hits.len();
-            let mut short_at = |p: usize| {
-                for &(byte, off, kw) in &self.rare_at {
-                    let k = &self.keywords[kw as usize];
-                    if byte == hay[p]
-                        && let Some(s) = p.checked_sub(off as usize)
-                        && let Some(candidate) = hay.get(s..s + k.len())
-                        && candidate.eq_ignore_ascii_case(k)
-                    {
-                        hits.push((s, kw));
-                    }
-                }
-            };
-            // One byte (`~` for the built-in rules) is searched for alone: memchr3
-            // with the byte thrice is half as fast.
-            match self.rare[..] {
-                [a] => memchr::memchr_iter(a, hay).for_each(&mut short_at),
-                [a, b] => memchr::memchr2_iter(a, b, hay).for_each(&mut short_at),
-                [a, b, c, ..] => memchr::memchr3_iter(a, b, c, hay).for_each(&mut short_at),
-                [] => unreachable!("checked non-empty"),
-            }
-            if hits.len() > before {
-                hits.sort_unstable();
-                hits.dedup();
-            }
+        // The last 3 bytes begin no 4-gram, so no probe meets a 3-byte keyword there.
+        if let Some(start) = n.checked_sub(3) {
+            self.three_byte_keywords_at(hay, start, hits);
         }
-        if let Some(ac) = &self.short {
-            let before = hits.len();
-            for m in ac.find_overlapping_iter(hay) {
-                hits.push((m.start(), self.short_ids[m.pattern().as_usize()]));
-            }
-            if hits.len() > before {
-                hits.sort_unstable();
+    }
+
+    /// Appends each 3-byte keyword at `hay[at..at + 3]`.
+    fn three_byte_keywords_at(&self, hay: &[u8], at: usize, hits: &mut Vec<(usize, u32)>) {
+        for &kw in &self.three_byte {
+            if hay[at..at + 3].eq_ignore_ascii_case(&self.keywords[kw as usize]) {
+                hits.push((at, kw));
             }
         }
     }
@@ -808,6 +772,7 @@ impl Prefilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aho_corasick::AhoCorasick;
 
     /// The built-in keywords, their prefilter with and without AVX2, and an overlapping
     /// case-insensitive Aho-Corasick search to hold both against.
@@ -818,15 +783,22 @@ mod tests {
         reference: AhoCorasick,
     }
 
+    fn builtin_keywords() -> Vec<String> {
+        crate::detect::rules::builtin_rule_specs()
+            .into_iter()
+            .flat_map(|rule| rule.keywords)
+            .collect()
+    }
+
     impl Probes {
         fn builtin() -> Self {
-            let mut keywords: Vec<String> = crate::detect::rules::builtin_rule_specs()
-                .into_iter()
-                .flat_map(|rule| rule.keywords)
-                .collect();
+            Probes::new(builtin_keywords())
+        }
+
+        fn new(mut keywords: Vec<String>) -> Self {
             keywords.sort();
             keywords.dedup();
-            let fast = Prefilter::new(&keywords).unwrap();
+            let fast = Prefilter::new(&keywords);
             if !fast.avx2 {
                 // Then `fast` is the scalar probe too, and these tests check it alone.
                 eprintln!("no AVX2 on this CPU: the AVX2 probe is not tested");
@@ -875,13 +847,17 @@ mod tests {
         assert_eq!(common_grams().len(), listed, "a gram listed twice");
     }
 
-    /// Each kind of keyword (3, 4, 5 and 12 bytes) at every start of inputs whose lengths
-    /// put it across the last blocks, where the AVX2 probe hands over to the scalar one:
-    /// both probes find exactly what an Aho-Corasick search finds, the planted keyword once.
+    /// Each kind of keyword (3, 4, 5 and 12 bytes, and a user's 3-byte keyword of common
+    /// bytes) at every start of inputs whose lengths put it across the last blocks, where the
+    /// AVX2 probe hands over to the scalar one, and into the last 3 bytes, which begin no
+    /// gram: both probes find exactly what an Aho-Corasick search finds, the planted keyword
+    /// once.
     #[test]
     fn keywords_at_the_end_of_the_input_are_found_once() {
-        let probes = Probes::builtin();
-        for word in ["8q~", "akia", "pass:", "github_token"] {
+        let mut keywords = builtin_keywords();
+        keywords.push("-U ".to_string());
+        let probes = Probes::new(keywords);
+        for word in ["8q~", "akia", "pass:", "github_token", "-u "] {
             for n in 20..=72 {
                 for start in 0..=n - word.len() {
                     let mut hay = vec![b'#'; n];
@@ -947,12 +923,11 @@ mod tests {
 
     #[test]
     fn exact_keyword_occurrences() {
-        let rare: Vec<String> = ["8q~", "3q~", "ghp_"]
+        let three_bytes: Vec<String> = ["8q~", "3q~", "ghp_"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let p = Prefilter::new(&rare).unwrap();
-        assert_eq!(p.rare, vec![b'~']);
+        let p = Prefilter::new(&three_bytes);
         let mut hits = Vec::new();
         p.find_all(b"x abc8Q~zz and 3q~", &mut hits);
         assert_eq!(hits, vec![(5, 0), (15, 1)]);
@@ -960,7 +935,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let p = Prefilter::new(&kws).unwrap();
+        let p = Prefilter::new(&kws);
         let hay = b"x GITHUB_TOKEN=1 curl -u a:b PassWord AKIA ghp";
         let mut hits = Vec::new();
         p.find_all(hay, &mut hits);

@@ -3,10 +3,10 @@
 //! Keywords are found through their 4-grams (ASCII-case-folded, `byte | 0x20`). A 4-byte
 //! keyword is its own gram; a keyword of 5+ bytes is indexed under two neighbouring grams, the
 //! pair whose commoner gram is rarest in software text (see `common_grams.txt`). The first of
-//! them is the keyword's primary gram, the one the stride-1 probe tests. A 3-byte keyword is
-//! indexed under the 128 grams it can begin (every folded byte after it) and the 128 that
-//! end with it; the last 3 bytes of the input, which begin no gram, are compared with each
-//! 3-byte keyword directly.
+//! them is the keyword's primary gram, the one the stride-1 probe tests. A 3-byte keyword
+//! passes the bitmaps through the 128 grams it can begin (one per folded byte after it) and
+//! the 128 that end with it, and is compared directly where a position passes; so are the
+//! last 3 bytes of the input, which begin no gram.
 //!
 //! - With AVX2 ([`Prefilter::probe_avx2`]) every other position is tested: that meets one
 //!   gram of each pair, and a 4-byte keyword at an untested position is caught through its
@@ -66,7 +66,7 @@ impl Hasher for GramHasher {
 
 /// folded 4-gram -> (keyword index, offset of the gram in the keyword, whether it is the
 /// keyword's primary gram)
-type GramMap = HashMap<u32, Vec<(u32, i32, bool)>, BuildHasherDefault<GramHasher>>;
+type GramMap = HashMap<u32, Vec<(u32, u32, bool)>, BuildHasherDefault<GramHasher>>;
 
 /// Folded 4-gram -> the keywords indexed under it, for [`Prefilter::verify`]: an
 /// open-addressing table over one flat entry list and one buffer of keyword bytes, so a lookup
@@ -97,9 +97,8 @@ struct Entry {
     head: u64,
     head_mask: u64,
     keyword: u32,
-    /// where the gram starts in the keyword; -1 for a 3-byte keyword's grams that start one
-    /// byte before it
-    offset: i32,
+    /// where the gram starts in the keyword
+    offset: u32,
     /// the keyword's primary gram (see [`Which`])
     primary: bool,
     /// the keyword is `text[start..start + len]`
@@ -112,15 +111,16 @@ struct Entry {
 // Only the AVX2 probe (x86_64) uses `All` and `Short`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Which {
-    /// Those whose primary gram it is: the stride-1 probe tests every position, so a keyword
-    /// of 5+ bytes, indexed under two neighbouring grams, must be found through one of them.
+    /// Those whose primary gram it is, and the 3-byte ones at the position: the stride-1
+    /// probe tests every position, so a keyword of 5+ bytes, indexed under two neighbouring
+    /// grams, must be found through one of them.
     Primary,
-    /// All but the 3-byte keywords: the stride-2 probe tests every other position, which
-    /// meets exactly one of a keyword's two neighbouring grams. It finds 3-byte keywords
-    /// through prefix bits only.
+    /// All of them: the stride-2 probe tests every other position, which meets exactly one
+    /// of a keyword's two neighbouring grams.
     All,
-    /// The 3- and 4-byte keywords only: the stride-2 probe found the gram one byte after a
-    /// sampled position, through that position's last 3 bytes.
+    /// The 4-byte keywords, and the 3-byte ones at the position or one byte after: the
+    /// stride-2 probe found the gram one byte after a sampled position, through that
+    /// position's last 3 bytes.
     Short,
 }
 
@@ -360,9 +360,12 @@ pub(crate) struct Prefilter {
     /// folded 4-gram -> the keywords indexed under it
     grams: GramTable,
     keywords: Vec<Vec<u8>>,
-    /// the 3-byte keywords, which [`Prefilter::find_all`] compares with the input's last 3
-    /// bytes, where no gram begins
+    /// the 3-byte keywords, which [`Prefilter::verify`] compares where a position passed,
+    /// and [`Prefilter::find_all`] with the input's last 3 bytes, where no gram begins
     three_byte: Vec<u32>,
+    /// the last bytes of the 3-byte keywords, both cases: most positions can be passed over
+    /// by one of their bytes
+    three_byte_ends: [bool; 256],
     /// whether this CPU can run [`Prefilter::probe_avx2`]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx2: bool,
@@ -376,6 +379,7 @@ impl Prefilter {
         let mut grams: GramMap = GramMap::default();
         let common = common_grams();
         let mut three_byte = Vec::new();
+        let mut three_byte_ends = [false; 256];
         let mut sampled: Box<[u32; SAMPLED_WORDS]> = Box::new([0u32; SAMPLED_WORDS]);
         for (i, k) in keywords.iter().enumerate() {
             let k = k.as_bytes();
@@ -393,35 +397,44 @@ impl Prefilter {
                 (commonness, estimate)
             };
             let bytes = |b: [u8; 4]| fold(u32::from_le_bytes(b));
-            // every byte as folding leaves it: those with bit 5 set
-            let folded_bytes = || (0..=255u8).filter(|&b| b & 0x20 != 0);
-            // (gram, where it starts in the keyword, whether it is the primary gram); the
-            // first 3 bytes of sampled positions' last 3 that lead to a keyword (prefix bits);
-            // whether the grams get gram bits
-            let (indexed, prefixes, gram_bits): (Vec<(u32, i32, bool)>, Vec<u32>, bool) = match *k {
+            let set = |bitmap: &mut [u64; WORDS], h: usize| bitmap[h >> 6] |= 1 << (h & 63);
+            // (gram, where it starts in the keyword, whether it is the primary gram) for the
+            // exact table; the first 3 bytes of sampled positions' last 3 that lead to the
+            // keyword (prefix bits)
+            let (indexed, prefixes): (Vec<(u32, u32, bool)>, Vec<u32>) = match *k {
                 [a, b, c] => {
-                    // Gram bits for the 128 grams it begins (one per folded byte after it)
-                    // would fill whole table words: a gram's word is chosen by its last 3
-                    // bytes, here the keyword's last 2 and the byte after, so `0Q~` to `9Q~`
-                    // would set 20 of the 32 bits of 128 words, and `confirm` took twice
-                    // as long on the positions listed. Prefix bits alone find it: at an odd position
-                    // through itself, the last 3 bytes of the sampled position before it,
-                    // then the gram it begins; at an even one through the byte before it
-                    // and its first 2, the last 3 of the sampled position two bytes before,
-                    // then the gram that starts one byte before it (offset -1). Searching
-                    // the input for the `~` of `8Q~` with memchr instead was 3.5% of a scan.
+                    // Found through prefix bits alone: at an odd position through itself,
+                    // the last 3 bytes of the sampled position before it; at an even one
+                    // through the byte before it and its first 2, the last 3 of the sampled
+                    // position two bytes before. Gram bits for the 128 grams it begins would
+                    // fill whole table words (a gram's word is chosen by its last 3 bytes,
+                    // here the keyword's last 2 and the byte after, so `0Q~` to `9Q~` would
+                    // set 20 of the 32 bits of 128 words), and `confirm` took twice as long.
+                    // The grams it begins (for the scalar probe and the odd positions) and
+                    // those that end with it (the even ones) pass the bitmaps, and `verify`
+                    // compares the 3-byte keywords themselves: 256 grams each made the exact
+                    // table twice as large, and a scan 1.7% slower. Searching the input for
+                    // the `~` of `8Q~` with memchr instead was 3.5% of a scan.
                     three_byte.push(i as u32);
-                    let starting = folded_bytes().map(|next| (bytes([a, b, c, next]), 0, true));
-                    let ending = folded_bytes().map(|before| (bytes([before, a, b, c]), -1, false));
-                    let prefixes = folded_bytes()
-                        .map(|before| bytes([before, a, b, 0]) & 0x00FF_FFFF)
-                        .chain([bytes([a, b, c, 0]) & 0x00FF_FFFF]);
-                    (starting.chain(ending).collect(), prefixes.collect(), false)
+                    three_byte_ends[c.to_ascii_lowercase() as usize] = true;
+                    three_byte_ends[c.to_ascii_uppercase() as usize] = true;
+                    // every byte as folding leaves it: those with bit 5 set
+                    for other in (0..=255u8).filter(|&b| b & 0x20 != 0) {
+                        let begun = bytes([a, b, c, other]);
+                        set(&mut bits, hash(begun));
+                        set(&mut bits2, hash2(begun));
+                        set(&mut bits2, hash2(bytes([other, a, b, c])));
+                    }
+                    let after_sampled = |x, y, z| bytes([x, y, z, 0]) & 0x00FF_FFFF;
+                    let prefixes = (0..=255u8)
+                        .filter(|&b| b & 0x20 != 0)
+                        .map(|before| after_sampled(before, a, b))
+                        .chain([after_sampled(a, b, c)]);
+                    (Vec::new(), prefixes.collect())
                 }
                 [a, b, c, _] => (
                     vec![(gram_at(0), 0, true)],
                     vec![bytes([a, b, c, 0]) & 0x00FF_FFFF],
-                    true,
                 ),
                 _ => {
                     // the rarest pair of neighbouring grams; the first is the primary
@@ -429,23 +442,19 @@ impl Prefilter {
                         .min_by_key(|&off| rarity(off).max(rarity(off + 1)))
                         .expect("5+ bytes");
                     let grams = vec![
-                        (gram_at(off), off as i32, true),
-                        (gram_at(off + 1), off as i32 + 1, false),
+                        (gram_at(off), off as u32, true),
+                        (gram_at(off + 1), off as u32 + 1, false),
                     ];
-                    (grams, Vec::new(), true)
+                    (grams, Vec::new())
                 }
             };
             for &(g, off, primary) in &indexed {
                 if primary {
-                    let h = hash(g);
-                    bits[h >> 6] |= 1 << (h & 63);
+                    set(&mut bits, hash(g));
                 }
-                let h2 = hash2(g);
-                bits2[h2 >> 6] |= 1 << (h2 & 63);
-                if gram_bits {
-                    let (word, bits) = sampled_gram_slot(g);
-                    sampled[word] |= bits;
-                }
+                set(&mut bits2, hash2(g));
+                let (word, bits) = sampled_gram_slot(g);
+                sampled[word] |= bits;
                 grams.entry(g).or_default().push((i as u32, off, primary));
             }
             for first3 in prefixes {
@@ -464,6 +473,7 @@ impl Prefilter {
             grams: GramTable::new(&grams, &keywords),
             keywords,
             three_byte,
+            three_byte_ends,
             avx2: avx2_available(),
         }
     }
@@ -492,10 +502,10 @@ impl Prefilter {
         for entry in self.grams.get(folded) {
             let wanted = match which {
                 Which::Primary => entry.primary,
-                Which::All => entry.len >= 4,
-                Which::Short => entry.len <= 4,
+                Which::All => true,
+                Which::Short => entry.len == 4,
             };
-            let Some(s) = p.checked_add_signed(-(entry.offset as isize)) else {
+            let Some(s) = p.checked_sub(entry.offset as usize) else {
                 continue;
             };
             let len = entry.len as usize;
@@ -516,6 +526,15 @@ impl Prefilter {
                 && (len <= 8 && s + 8 <= hay.len() || hay[s..s + len].eq_ignore_ascii_case(keyword))
             {
                 hits.push((s, entry.keyword));
+            }
+        }
+        // 3-byte keywords are not in the exact table (see `new`)
+        match which {
+            Which::Primary => self.three_byte_keywords_at(hay, p, hits),
+            Which::All => {}
+            Which::Short => {
+                self.three_byte_keywords_at(hay, p, hits);
+                self.three_byte_keywords_at(hay, p + 1, hits);
             }
         }
     }
@@ -760,7 +779,12 @@ impl Prefilter {
     }
 
     /// Appends each 3-byte keyword at `hay[at..at + 3]`.
+    #[inline(always)]
     fn three_byte_keywords_at(&self, hay: &[u8], at: usize, hits: &mut Vec<(usize, u32)>) {
+        match hay.get(at + 2) {
+            Some(&last) if self.three_byte_ends[last as usize] => {}
+            _ => return,
+        }
         for &kw in &self.three_byte {
             if hay[at..at + 3].eq_ignore_ascii_case(&self.keywords[kw as usize]) {
                 hits.push((at, kw));

@@ -14,6 +14,7 @@ const NEAR: usize = 128;
 /// Where the line holding `hay[at]` starts: after the last `\n` before `at`, or at 0.
 #[inline]
 pub(crate) fn line_start(hay: &[u8], at: usize) -> usize {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut end = at;
     #[cfg(target_arch = "x86_64")]
     while end >= 16 && at - end < NEAR {
@@ -30,6 +31,7 @@ pub(crate) fn line_start(hay: &[u8], at: usize) -> usize {
 /// Where the line holding `hay[at]` ends: at the first `\n` from `at`, or at `hay.len()`.
 #[inline]
 pub(crate) fn line_end(hay: &[u8], at: usize) -> usize {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut start = at;
     #[cfg(target_arch = "x86_64")]
     while start + 16 <= hay.len() && start - at < NEAR {
@@ -68,7 +70,7 @@ mod tests {
                 let hay: Vec<u8> = (0..len)
                     .map(|i| if i % (gap + 1) == gap { b'\n' } else { b'x' })
                     .collect();
-                for at in 0..hay.len() {
+                for at in 0..=hay.len() {
                     let start = hay[..at]
                         .iter()
                         .rposition(|&b| b == b'\n')

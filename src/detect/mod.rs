@@ -870,8 +870,7 @@ impl Detector {
         let mut at = 0;
         while at < hits.len() {
             let st = hits[at].0;
-            let s = memchr::memrchr(b'\n', &input[..st]).map_or(0, |p| p + 1);
-            let e = memchr::memchr(b'\n', &input[st..]).map_or(input.len(), |p| st + p);
+            let (s, e) = (lines::line_start(input, st), lines::line_end(input, st));
             // the rules of the line's keywords
             let mut rules = std::collections::BTreeSet::new();
             let first_hit = at;

@@ -6,18 +6,18 @@
 //! them is the keyword's primary gram, the one the stride-1 probe tests. A 3-byte keyword
 //! passes the bitmaps through the 128 grams it can begin (one per folded byte after it) and
 //! the 128 that end with it, and is compared directly where a position passes; so are the
-//! last 3 bytes of the input, which begin no gram.
+//! last 3 bytes of the input, which begin no gram, and with AVX2 the first 3 (below).
 //!
 //! - With AVX2 ([`Prefilter::probe_avx2`]) every other position is tested: that meets one
 //!   gram of each pair, and a 4-byte keyword at an untested position is caught through its
 //!   first 3 bytes, the last 3 of the tested position before it. A 3-byte keyword is caught
 //!   the same way: through itself one byte after a tested position, or, two bytes after one,
-//!   through the byte before it and its first 2. A tested position costs one read of a 32 KiB
-//!   table.
+//!   through the byte before it and its first 2 (so not at the input's start, which has
+//!   no tested position before it). A tested position costs one read of a 32 KiB table.
 //! - Without it (and at the end of the input) every position's gram is tested against a
 //!   262,144-bit bitmap (32 KiB, L1-resident) of primary grams, 16 positions per branch.
 //!
-//! A position that passes is tested against a second bitmap of the same grams (a two-probe
+//! A position that passes is tested against a second bitmap of every indexed gram (a two-probe
 //! Bloom filter), then looked up exactly and each keyword indexed under its gram verified in
 //! place. The result is the exact set of keyword occurrences, like a full Aho-Corasick pass,
 //! at a fraction of the cost on text where keywords are rare.
@@ -240,13 +240,15 @@ fn sampled_gram_slot(gram: u32) -> (usize, u32) {
     )
 }
 
-/// Word and the two bits of the stride-2 table that a sampled position tests for a 4-byte
-/// keyword starting one byte later, whose first 3 bytes (`first3`) are the position's last 3
-/// (its "prefix bits").
+/// Word and the two bits of the stride-2 table that a sampled position whose folded 4-gram
+/// ends in the 3 bytes `last3` tests for a short keyword after it (its "prefix bits"): a
+/// 4-byte keyword starting one byte later (`last3` its first 3 bytes), a 3-byte keyword
+/// starting one byte later (`last3` the keyword) or two bytes later (`last3` the byte before
+/// it and its first 2).
 #[inline(always)]
-fn sampled_prefix_slot(first3: u32) -> (usize, u32) {
-    let m = first3.wrapping_mul(0xC2B2_AE3D);
-    (sampled_word(first3), 1 << (m >> 27) | 1 << ((m >> 22) & 31))
+fn sampled_prefix_slot(last3: u32) -> (usize, u32) {
+    let m = last3.wrapping_mul(0xC2B2_AE3D);
+    (sampled_word(last3), 1 << (m >> 27) | 1 << ((m >> 22) & 31))
 }
 
 /// The folded 4-grams at `i`, `i + 2`, ..., `i + 14` of `hay`, for
@@ -351,8 +353,9 @@ fn avx2_available() -> bool {
 #[derive(Clone)]
 pub(crate) struct Prefilter {
     bits: Box<[u64; WORDS]>,
-    /// second hash of the same grams (and of 5+ byte keywords' second gram): a two-probe
-    /// Bloom filter, so that collisions in `bits` or `sampled` rarely reach the exact lookup
+    /// second hash of every indexed gram (also 5+ byte keywords' second gram, and the 128
+    /// grams ending with each 3-byte keyword): a two-probe Bloom filter, so that collisions
+    /// in `bits` or `sampled` rarely reach the exact lookup
     bits2: Box<[u64; WORDS]>,
     /// the stride-2 probe's table: per word, gram bits and prefix bits
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -361,7 +364,8 @@ pub(crate) struct Prefilter {
     grams: GramTable,
     keywords: Vec<Vec<u8>>,
     /// the 3-byte keywords, which [`Prefilter::verify`] compares where a position passed,
-    /// and [`Prefilter::find_all`] with the input's last 3 bytes, where no gram begins
+    /// and [`Prefilter::find_all`] with the input's last 3 bytes, where no gram begins, and
+    /// (when the AVX2 probe runs) its first 3
     three_byte: Vec<u32>,
     /// the last bytes of the 3-byte keywords, both cases: most positions can be passed over
     /// by one of their bytes
@@ -399,8 +403,8 @@ impl Prefilter {
             let bytes = |b: [u8; 4]| fold(u32::from_le_bytes(b));
             let set = |bitmap: &mut [u64; WORDS], h: usize| bitmap[h >> 6] |= 1 << (h & 63);
             // (gram, where it starts in the keyword, whether it is the primary gram) for the
-            // exact table; the first 3 bytes of sampled positions' last 3 that lead to the
-            // keyword (prefix bits)
+            // exact table; the last 3 bytes of the sampled positions that lead to the keyword
+            // through prefix bits
             let (indexed, prefixes): (Vec<(u32, u32, bool)>, Vec<u32>) = match *k {
                 [a, b, c] => {
                     // Found through prefix bits alone: at an odd position through itself,
@@ -413,8 +417,9 @@ impl Prefilter {
                     // The grams it begins (for the scalar probe and the odd positions) and
                     // those that end with it (the even ones) pass the bitmaps, and `verify`
                     // compares the 3-byte keywords themselves: 256 grams each made the exact
-                    // table twice as large, and a scan 1.7% slower. Searching the input for
-                    // the `~` of `8Q~` with memchr instead was 3.5% of a scan.
+                    // table twice as large (a scan measured 1099 against 1095 ms of CPU).
+                    // Searching the input for the `~` of `8Q~` with memchr instead was 3.5%
+                    // of a scan.
                     three_byte.push(i as u32);
                     three_byte_ends[c.to_ascii_lowercase() as usize] = true;
                     three_byte_ends[c.to_ascii_uppercase() as usize] = true;
@@ -425,11 +430,11 @@ impl Prefilter {
                         set(&mut bits2, hash2(begun));
                         set(&mut bits2, hash2(bytes([other, a, b, c])));
                     }
-                    let after_sampled = |x, y, z| bytes([x, y, z, 0]) & 0x00FF_FFFF;
+                    let last3 = |x, y, z| bytes([x, y, z, 0]) & 0x00FF_FFFF;
                     let prefixes = (0..=255u8)
                         .filter(|&b| b & 0x20 != 0)
-                        .map(|before| after_sampled(before, a, b))
-                        .chain([after_sampled(a, b, c)]);
+                        .map(|before| last3(before, a, b))
+                        .chain([last3(a, b, c)]);
                     (Vec::new(), prefixes.collect())
                 }
                 [a, b, c, _] => (
@@ -457,8 +462,8 @@ impl Prefilter {
                 sampled[word] |= bits;
                 grams.entry(g).or_default().push((i as u32, off, primary));
             }
-            for first3 in prefixes {
-                let (word, bits) = sampled_prefix_slot(first3);
+            for last3 in prefixes {
+                let (word, bits) = sampled_prefix_slot(last3);
                 sampled[word] |= bits;
             }
         }
@@ -603,7 +608,8 @@ impl Prefilter {
             let base = i;
             let blocks = (end - base).min(CHUNK) / 16;
             // Bit j of a block's mask is position `16 * block + j`: lane k's gram bits give bit
-            // 2k, its prefix bits (for a 4-byte keyword at `2k + 1`) bit 2k + 1. The masks
+            // 2k, its prefix bits (for a 4- or 3-byte keyword at `2k + 1`, or a 3-byte one at
+            // `2k + 2`, which `confirm` looks for from `2k + 1`) bit 2k + 1. The masks
             // are all made before any is read, so the table reads of successive blocks
             // overlap instead of waiting on each other through the list's length.
             let mut masks = [MaybeUninit::<u32>::uninit(); CHUNK / 16];
@@ -947,11 +953,11 @@ mod tests {
 
     #[test]
     fn exact_keyword_occurrences() {
-        let three_bytes: Vec<String> = ["8q~", "3q~", "ghp_"]
+        let with_three_bytes: Vec<String> = ["8q~", "3q~", "ghp_"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let p = Prefilter::new(&three_bytes);
+        let p = Prefilter::new(&with_three_bytes);
         let mut hits = Vec::new();
         p.find_all(b"x abc8Q~zz and 3q~", &mut hits);
         assert_eq!(hits, vec![(5, 0), (15, 1)]);

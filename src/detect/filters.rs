@@ -518,49 +518,52 @@ pub fn key_is_stopword(line: &[u8], start: usize) -> bool {
 pub fn is_test_report_line(line: &[u8]) -> bool {
     // Anywhere in the line: CI runners put timestamps and colour codes first.
     // Each runner's markers share a lead (`--- `, `=== `, ` ... `, `::`) that
-    // one memmem pass finds; only its hits are looked at further. An
-    // overlapping Aho-Corasick search for all the markers cost twice as much,
-    // and generic rules ask this of most lines they run on.
-    let m = &*TEST_REPORT_LEADS;
-    // Every occurrence of the lead, overlapping ones too (` ... ` can overlap itself, as in
-    // `test x ... ... ok`), which `find_iter` would skip.
-    let lead_then = |lead: &memmem::Finder, next: &[&[u8]]| {
-        let mut from = 0;
-        while let Some(at) = lead.find(&line[from..]) {
-            let rest = &line[from + at + lead.needle().len()..];
-            if next.iter().any(|word| rest.starts_with(word)) {
-                return true;
+    // one packed (Teddy) pass over the line finds; only its hits are looked at
+    // further. An overlapping Aho-Corasick search for all the markers cost
+    // twice as much as a memmem pass per lead, and generic rules ask this of
+    // most lines they run on; one pass for the four leads measured the same
+    // as the four memmem passes, or 0.7% less of a scan (means of 32 runs each,
+    // within the noise), and reads a long line once.
+    let starts_with_any = |rest: &[u8], words: &[&[u8]]| words.iter().any(|w| rest.starts_with(w));
+    let mut pytest_id = false;
+    let mut from = 0;
+    // Every occurrence of every lead, overlapping ones too (` ... ` can overlap
+    // itself, as in `test x ... ... ok`): the next search starts one byte on.
+    while let Some(m) = TEST_REPORT_LEADS.find_in(line, aho_corasick::Span::from(from..line.len()))
+    {
+        let rest = &line[m.end()..];
+        let runner_line = match m.pattern().as_usize() {
+            // Go's result and progress lines
+            0 => starts_with_any(rest, &[b"PASS: ", b"FAIL: ", b"SKIP: "]),
+            1 => starts_with_any(rest, &[b"RUN ", b"PAUSE ", b"CONT ", b"NAME "]),
+            // cargo test: `test a::b ... ok`
+            2 => {
+                starts_with_any(rest, &[b"ok", b"FAILED", b"ignored"])
+                    && CARGO_TEST.find(line).is_some()
             }
-            from += at + 1;
+            _ => {
+                pytest_id = true;
+                false
+            }
+        };
+        if runner_line {
+            return true;
         }
-        false
-    };
-    // Go's result and progress lines
-    lead_then(&m.go_result, &[b"PASS: ", b"FAIL: ", b"SKIP: "])
-        || lead_then(&m.go_progress, &[b"RUN ", b"PAUSE ", b"CONT ", b"NAME "])
-        // cargo test: `test a::b ... ok`
-        || (lead_then(&m.cargo_result, &[b"ok", b"FAILED", b"ignored"])
-            && m.cargo_test.find(line).is_some())
-        // pytest node ids (`file.py::test`) with a status word, which may be
-        // wrapped in colour codes
-        || (m.pytest_id.find(line).is_some() && PYTEST_STATUS.is_match(line))
+        from = m.start() + 1;
+    }
+    // pytest node ids (`file.py::test`) with a status word, which may be
+    // wrapped in colour codes
+    pytest_id && PYTEST_STATUS.is_match(line)
 }
 
-struct TestReportLeads {
-    go_result: memmem::Finder<'static>,
-    go_progress: memmem::Finder<'static>,
-    cargo_result: memmem::Finder<'static>,
-    cargo_test: memmem::Finder<'static>,
-    pytest_id: memmem::Finder<'static>,
-}
-
-static TEST_REPORT_LEADS: LazyLock<TestReportLeads> = LazyLock::new(|| TestReportLeads {
-    go_result: memmem::Finder::new(b"--- "),
-    go_progress: memmem::Finder::new(b"=== "),
-    cargo_result: memmem::Finder::new(b" ... "),
-    cargo_test: memmem::Finder::new(b"test "),
-    pytest_id: memmem::Finder::new(b"::"),
+/// The leads of [`is_test_report_line`], in the order its `match` reads them.
+static TEST_REPORT_LEADS: LazyLock<aho_corasick::packed::Searcher> = LazyLock::new(|| {
+    aho_corasick::packed::Searcher::new(["--- ", "=== ", " ... ", "::"])
+        .expect("four short literals fit a packed searcher")
 });
+
+static CARGO_TEST: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"test "));
 
 static PYTEST_STATUS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::new(["PASSED", "FAILED", "SKIPPED", "XFAIL", "XPASS", "ERROR"])

@@ -363,14 +363,10 @@ impl Detector {
             );
         }
         let fp = Fingerprinter::new(&cfg.fingerprint_key);
-        Self::from_parts(compiled, allowlist, fp)
+        Ok(Self::from_parts(compiled, allowlist, fp))
     }
 
-    fn from_parts(
-        rules: Vec<Rule>,
-        allowlist: Vec<Regex>,
-        fp: Fingerprinter,
-    ) -> Result<Self, DetectError> {
+    fn from_parts(rules: Vec<Rule>, allowlist: Vec<Regex>, fp: Fingerprinter) -> Self {
         let mut kw_index: std::collections::HashMap<String, usize> =
             std::collections::HashMap::new();
         let mut kws: Vec<String> = Vec::new();
@@ -393,7 +389,7 @@ impl Detector {
         }
         let prefilter = prefilter::Prefilter::new(&kws);
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        Ok(Detector {
+        Detector {
             prefilter,
             known: KnownValues::new(fp.clone()),
             rules,
@@ -403,7 +399,7 @@ impl Detector {
             fp,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             scratch: Pool::new(Box::new(Scratch::new)),
-        })
+        }
     }
 
     pub fn rules(&self) -> &[Rule] {

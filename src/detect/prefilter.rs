@@ -401,6 +401,9 @@ impl Prefilter {
                 (commonness, estimate)
             };
             let bytes = |b: [u8; 4]| fold(u32::from_le_bytes(b));
+            let last3 = |x, y, z| bytes([x, y, z, 0]) & 0x00FF_FFFF;
+            // every byte as folding leaves it: those with bit 5 set
+            let folded_bytes = || (0..=255u8).filter(|&b| b & 0x20 != 0);
             let set = |bitmap: &mut [u64; WORDS], h: usize| bitmap[h >> 6] |= 1 << (h & 63);
             // (gram, where it starts in the keyword, whether it is the primary gram) for the
             // exact table; the last 3 bytes of the sampled positions that lead to the keyword
@@ -423,24 +426,18 @@ impl Prefilter {
                     three_byte.push(i as u32);
                     three_byte_ends[c.to_ascii_lowercase() as usize] = true;
                     three_byte_ends[c.to_ascii_uppercase() as usize] = true;
-                    // every byte as folding leaves it: those with bit 5 set
-                    for other in (0..=255u8).filter(|&b| b & 0x20 != 0) {
+                    for other in folded_bytes() {
                         let begun = bytes([a, b, c, other]);
                         set(&mut bits, hash(begun));
                         set(&mut bits2, hash2(begun));
                         set(&mut bits2, hash2(bytes([other, a, b, c])));
                     }
-                    let last3 = |x, y, z| bytes([x, y, z, 0]) & 0x00FF_FFFF;
-                    let prefixes = (0..=255u8)
-                        .filter(|&b| b & 0x20 != 0)
+                    let prefixes = folded_bytes()
                         .map(|before| last3(before, a, b))
                         .chain([last3(a, b, c)]);
                     (Vec::new(), prefixes.collect())
                 }
-                [a, b, c, _] => (
-                    vec![(gram_at(0), 0, true)],
-                    vec![bytes([a, b, c, 0]) & 0x00FF_FFFF],
-                ),
+                [a, b, c, _] => (vec![(gram_at(0), 0, true)], vec![last3(a, b, c)]),
                 _ => {
                     // the rarest pair of neighbouring grams; the first is the primary
                     let off = (0..k.len() - 4)
@@ -584,7 +581,7 @@ impl Prefilter {
         if n < AVX2_PROBE_MIN_LEN {
             return 0;
         }
-        let end = (n - 24) / 16 * 16 + 16;
+        let end = (n - AVX2_PROBE_MIN_LEN) / 16 * 16 + 16;
         let word_multiplier = _mm256_set1_epi32(0x9E37_79B1_u32 as i32);
         let gram_multiplier = _mm256_set1_epi32(0x85EB_CA77_u32 as i32);
         let prefix_multiplier = _mm256_set1_epi32(0xC2B2_AE3D_u32 as i32);

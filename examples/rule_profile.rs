@@ -16,7 +16,11 @@ fn main() {
         .next()
         .map_or(25, |n| n.parse().expect("TOP is a number"));
     let input = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let detector = Detector::new(&DetectorConfig::default()).expect("built-in rules compile");
+    let detector = Detector::new(&DetectorConfig {
+        lazy_dfa_capacity: Some(tailguard::scan::SCAN_LAZY_DFA_CAPACITY),
+        ..DetectorConfig::default()
+    })
+    .expect("built-in rules compile");
     let lines = memchr::memchr_iter(b'\n', &input).count();
     let t = Instant::now();
     let hits = detector.keyword_hits(&input);

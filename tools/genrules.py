@@ -55,7 +55,7 @@ SEEN = set()
 
 def R(id, name, family, conf, regex, keywords, secret, lines=None, validator=None, min_entropy=None,
       counter=None, ci_filter=None, extra_examples=None, literal_secret=False, generic=False, requires=None,
-      requires_after_keyword=None):
+      requires_after_keyword=None, assignment_after_keyword=None):
     assert id not in SEEN, id
     SEEN.add(id)
     if lines is None:
@@ -71,7 +71,8 @@ def R(id, name, family, conf, regex, keywords, secret, lines=None, validator=Non
     RULES.append(dict(id=id, name=name, family=family, confidence=conf, regex=regex, keywords=keywords,
                       validator=validator, min_entropy=min_entropy, examples=examples,
                       counter_examples=counters, ci_filter=ci_filter, generic=generic, requires=requires,
-                      requires_after_keyword=requires_after_keyword))
+                      requires_after_keyword=requires_after_keyword,
+                      assignment_after_keyword=assignment_after_keyword))
 
 # ---- helpers -------------------------------------------------------------------------------
 END = r'''(?:[^0-9A-Za-z_\-]|$)'''
@@ -82,10 +83,22 @@ CTX_POST = r'''(?:[\s'"\x60;,)\]}&<\\]|$)'''
 def ctx(kw, sec):
     return CTX_PRE % kw + '(' + sec + ')' + CTX_POST
 
+# The bytes CTX_PRE's operators begin with; the space: `\s` alone separates name and value.
+CTX_ASSIGNMENT = '=:?|< '
+# What a name in CTX_PRE may be spelled with for `assignment_after_keyword` to hold: name
+# characters, escaped or in classes, and the regex syntax that makes alternatives and
+# options of them (no `.` for any byte, no negated class).
+NAME_ONLY = re.compile(r'(?:[A-Za-z0-9_()?:|{},*+-]|\\[-.]|\[(?:[A-Za-z0-9_.-]|\\[-.])+\])*')
+
 def C(id, name, family, kwre, keywords, sec_re, sec_tmpl, varname, conf='medium', **kw):
     """Context rule: provider keyword near an assignment of a value with the documented shape."""
     lines = ['export %s="{S}"' % varname, '  %s: {S}' % varname.lower()]
     counter = ['+ checksum {S}'.replace('{S}', fill(sec_tmpl))] + kw.pop('counter', [])
+    # The name runs in name characters from its keyword to the operator, so a line is tried
+    # only where one follows a keyword (the check passes over `[0-9a-z_.\-]*` and then
+    # `[\s'"\\]*`, as CTX_PRE does). Not for a name with other characters (`sha256~`).
+    if NAME_ONLY.fullmatch(kwre):
+        kw.setdefault('assignment_after_keyword', CTX_ASSIGNMENT)
     R(id, name, family, conf, ctx(kwre, sec_re), keywords, sec_tmpl, lines=lines, counter=counter, **kw)
 
 def P(id, name, family, regex, keywords, tmpl, conf='high', **kw):
@@ -614,8 +627,9 @@ R('generic-secret', 'Generic secret / token / key assignment', 'generic', 'low',
    'master.key', 'sas_key', 'sas-key', 'sas.key', 'saskey', 'credential', 'jwt_', 'jwt-', 'jwt.', 'jwtk', 'jwtv', 'jwti', 'jwts', 'jwtb', 'jwth',
    'jwt"', "jwt'", 'jwt\\', 'jwt ', 'jwt\t', 'jwt\x0b', 'jwt\x0c', 'jwt\r', 'jwt=', 'jwt:', 'jwt!', 'jwt?', 'jwt,'], '{a32}', min_entropy=3.0,
   lines=['export DEPLOY_TOKEN={S}', 'client_secret: "{S}"'],
-  # each operator the regex accepts holds one of these
-  requires_after_keyword=['=', ':', ','],
+  # each operator the regex accepts begins with one of these, after the name characters,
+  # quotes and spaces that follow a keyword
+  assignment_after_keyword='=:,!?',
   counter=['tests/test_token.py::test_refresh_token_expiry PASSED  [ 42%]', 'test auth::token::tests::refresh_token_roundtrip ... ok', 'GITHUB_TOKEN=${GITHUB_TOKEN}', 'env: NPM_TOKEN=${{ secrets.NPM_TOKEN }}', 'export API_KEY=your-api-key-here', '  NPM_TOKEN: ***', 'api_key: REPLACE_ME'], generic=True)
 
 
@@ -720,7 +734,7 @@ out = ['# tailguard built-in secret detection rules.',
        '# Written from providers\' documented token formats; examples are synthetic (random fill of each format).',
        '# Fields: id, name, family, confidence (low|medium|high), regex (secret = named group `secret`, else the first',
        '# participating group), keywords (case-insensitive literals for the prefilter), optional requires,',
-       '# requires_after_keyword, validator, min_entropy,',
+       '# requires_after_keyword, assignment_after_keyword, validator, min_entropy,',
        '# ci_filter (apply the CI-identifier allowlist), examples, counter_examples.', '']
 for r in RULES:
     out.append('[[rule]]')
@@ -732,6 +746,8 @@ for r in RULES:
         out.append('requires = [%s]' % ', '.join(toml_str(k) for k in r['requires']))
     if r['requires_after_keyword']:
         out.append('requires_after_keyword = [%s]' % ', '.join(toml_str(k) for k in r['requires_after_keyword']))
+    if r['assignment_after_keyword']:
+        out.append('assignment_after_keyword = %s' % toml_str(r['assignment_after_keyword']))
     if r['validator']:
         out.append('validator = %s' % toml_str(r['validator']))
     if r['min_entropy'] is not None:

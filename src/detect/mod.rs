@@ -632,6 +632,11 @@ impl Detector {
                 return false;
             }
         }
+        if let Some(assignment) = &rule.assignment
+            && !keyword_starts().any(|at| assignment.follows(line, at))
+        {
+            return false;
+        }
         // Generic rules take nothing from test-runner result lines; asking
         // before the regex runs spares it the lines that flood CI logs.
         if rule.generic

@@ -59,6 +59,15 @@ pub struct RuleSpec {
     /// whole line.
     #[serde(default)]
     pub requires_after_keyword: Vec<String>,
+    /// The bytes an assignment can begin with, for rules whose every match is a name holding
+    /// one of the rule's keywords, then an assignment, then the value (`DEPLOY_TOKEN=...`). A
+    /// line is tried only if, after one of the keywords, past the name characters
+    /// (`A-Z a-z 0-9 _ . -`) from where it starts and then any quotes, backslashes and
+    /// whitespace, the next byte is one of these; a space in the list stands for whitespace,
+    /// which then separates name and value on its own. Exact only if, in every match, the
+    /// name runs in name characters from one of the rule's keywords to the assignment.
+    #[serde(default)]
+    pub assignment_after_keyword: Option<String>,
     #[serde(default)]
     pub validator: Option<String>,
     /// Minimum Shannon entropy (bits/char) of the secret, scaled down for short values.
@@ -122,7 +131,77 @@ pub struct Rule {
     pub(crate) required: Vec<memchr::memmem::Finder<'static>>,
     /// The spec's `requires_after_keyword` literals, ready to search
     pub(crate) required_after_keyword: Vec<memchr::memmem::Finder<'static>>,
+    /// The spec's `assignment_after_keyword`, ready to test
+    pub(crate) assignment: Option<Assignment>,
     pub spec: RuleSpec,
+}
+
+/// A rule's `assignment_after_keyword` (see [`RuleSpec`]).
+pub(crate) struct Assignment {
+    /// the bytes an assignment operator begins with
+    operator_starts: [bool; 256],
+    /// whitespace alone separates a name from its value
+    whitespace_separates: bool,
+}
+
+impl Assignment {
+    fn parse(spec: &str) -> Result<Assignment, String> {
+        if spec.is_empty() {
+            return Err("lists no byte".into());
+        }
+        let mut operator_starts = [false; 256];
+        let mut whitespace_separates = false;
+        for b in spec.bytes() {
+            if b == b' ' {
+                whitespace_separates = true;
+            } else if is_name_byte(b) || is_quote_or_space(b) || !b.is_ascii_graphic() {
+                // the test passes these over, so it would never see them
+                return Err(format!(
+                    "{:?} cannot begin an assignment: name characters, quotes, backslashes \
+                     and whitespace are passed over (a space stands for whitespace)",
+                    b as char
+                ));
+            } else {
+                operator_starts[b as usize] = true;
+            }
+        }
+        Ok(Assignment {
+            operator_starts,
+            whitespace_separates,
+        })
+    }
+
+    /// Whether an assignment follows the name that holds a keyword at `at` in `line`.
+    #[inline]
+    pub(crate) fn follows(&self, line: &[u8], at: usize) -> bool {
+        let mut i = at;
+        while i < line.len() && is_name_byte(line[i]) {
+            i += 1;
+        }
+        let mut spaced = false;
+        while i < line.len() && is_quote_or_space(line[i]) {
+            spaced |= !matches!(line[i], b'"' | b'\'' | b'\\');
+            i += 1;
+        }
+        (spaced && self.whitespace_separates)
+            || line
+                .get(i)
+                .is_some_and(|&b| self.operator_starts[b as usize])
+    }
+}
+
+/// A byte of a name, as `[0-9a-z_.\-]` with `(?i)` in the rules' regexes.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+}
+
+/// A quote, a backslash or whitespace as the regexes' `\s` (Unicode off) has it: unlike
+/// [`u8::is_ascii_whitespace`], with the vertical tab.
+fn is_quote_or_space(b: u8) -> bool {
+    matches!(
+        b,
+        b'"' | b'\'' | b'\\' | b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'
+    )
 }
 
 /// A rule's regex, compiled the first time a line holds one of its keywords.
@@ -319,6 +398,19 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
     if spec.requires_after_keyword.iter().any(|r| r.is_empty()) {
         return Err(bad(spec, "requires_after_keyword", "empty literal"));
     }
+    let assignment = match &spec.assignment_after_keyword {
+        None => None,
+        Some(_) if spec.keywords.is_empty() => {
+            return Err(bad(
+                spec,
+                "assignment_after_keyword",
+                "needs keywords to look after",
+            ));
+        }
+        Some(a) => {
+            Some(Assignment::parse(a).map_err(|e| bad(spec, "assignment_after_keyword", e))?)
+        }
+    };
     for k in &spec.keywords {
         if k.len() < 3 {
             return Err(bad(
@@ -375,6 +467,36 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
         },
         required: finders(&spec.requires),
         required_after_keyword: finders(&spec.requires_after_keyword),
+        assignment,
         spec: spec.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Assignment;
+
+    #[test]
+    fn an_assignment_follows_the_name_past_quotes_and_spaces() {
+        let operators = Assignment::parse("=:").unwrap();
+        let follows = |line: &str| operators.follows(line.as_bytes(), 0);
+        assert!(follows("token=x"));
+        assert!(follows("TOKEN_FILE.b64-x : x"));
+        assert!(follows("token\\\" \x0b\t= x"));
+        // the first byte past the name decides
+        assert!(!follows("token source: actions"));
+        assert!(!follows("token.c -o token.o"));
+        assert!(!follows("token/x=1"));
+        assert!(!follows("token \""));
+        assert!(!follows("token"));
+        let or_whitespace = Assignment::parse("= ").unwrap();
+        let follows = |line: &str| or_whitespace.follows(line.as_bytes(), 0);
+        assert!(follows("azure x"));
+        assert!(follows("azure\"\tx"));
+        assert!(follows("azure=x"));
+        // quotes and backslashes alone are no separator
+        assert!(!follows("azure\"x"));
+        assert!(!follows("azure.archive.ubuntu.com/ubuntu"));
+        assert!(!follows("azure"));
+    }
 }

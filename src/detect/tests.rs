@@ -133,7 +133,7 @@ fn user_rule_errors_name_id_and_field() {
     spec.validator = None;
     spec.requires_after_keyword = vec![String::new()];
     let msg = Detector::new(&DetectorConfig {
-        extra_rules: vec![spec],
+        extra_rules: vec![spec.clone()],
         ..Default::default()
     })
     .unwrap_err()
@@ -142,6 +142,36 @@ fn user_rule_errors_name_id_and_field() {
         msg.contains("my-rule") && msg.contains("requires_after_keyword"),
         "{msg}"
     );
+    spec.requires_after_keyword = vec![];
+    for (assignment, keywords, says) in [
+        ("", vec!["foo".to_string()], "lists no byte"),
+        (
+            "=_",
+            vec!["foo".to_string()],
+            "'_' cannot begin an assignment",
+        ),
+        (
+            "\"",
+            vec!["foo".to_string()],
+            "'\"' cannot begin an assignment",
+        ),
+        ("=", vec![], "needs keywords"),
+    ] {
+        spec.assignment_after_keyword = Some(assignment.into());
+        spec.keywords = keywords;
+        let msg = Detector::new(&DetectorConfig {
+            extra_rules: vec![spec.clone()],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("my-rule")
+                && msg.contains("assignment_after_keyword")
+                && msg.contains(says),
+            "{msg}"
+        );
+    }
     let msg = rules::parse_rules_toml("[[rule]]\nid = 'x'\n")
         .unwrap_err()
         .to_string();
@@ -159,6 +189,7 @@ fn user_rule(id: &str, regex: &str, keywords: &[&str]) -> RuleSpec {
         keywords: keywords.iter().map(|k| k.to_string()).collect(),
         requires: vec![],
         requires_after_keyword: vec![],
+        assignment_after_keyword: None,
         validator: None,
         min_entropy: None,
         ci_filter: None,
@@ -370,16 +401,47 @@ fn generic_secret_keywords_cover_every_name_its_regex_accepts() {
     }
 }
 
+/// Each context rule's `export NAME="value"` example with every operator its regex accepts
+/// and what may stand between name and operator: its `assignment_after_keyword` must let all
+/// of them through.
+fn context_rule_assignments(d: &Detector) -> Vec<String> {
+    let between = ["", "\"", "'", "\\", " ", "\t", "\x0b", "\" ", "' \t"];
+    let operators = ["=", ":=", "::=", ":", "=>", "?=", "||:", "<=", " ", "\t"];
+    let mut lines = Vec::new();
+    for rule in d.rules().iter().filter(|r| r.assignment.is_some()) {
+        for example in &rule.spec.examples {
+            let Some((name, value)) = example
+                .strip_prefix("export ")
+                .and_then(|e| e.split_once("=\""))
+            else {
+                continue;
+            };
+            let value = value.trim_end_matches('"');
+            for b in between {
+                for op in operators {
+                    lines.push(format!("{name}{b}{op}{value}"));
+                }
+            }
+            lines.push(format!("x {} {value}", name.to_ascii_lowercase()));
+        }
+    }
+    lines
+}
+
 #[test]
-fn requires_after_keyword_loses_no_finding() {
+fn cheap_checks_before_the_regex_lose_no_finding() {
     let filtered = shared_det();
     let mut unfiltered = det();
-    let mut rules_filtered = 0;
+    let (mut after_keyword, mut assignment) = (0, 0);
     for rule in &mut unfiltered.rules {
-        rules_filtered += usize::from(!rule.required_after_keyword.is_empty());
+        after_keyword += usize::from(!rule.required_after_keyword.is_empty());
         rule.required_after_keyword.clear();
+        assignment += usize::from(rule.assignment.take().is_some());
     }
-    assert!(rules_filtered >= 2, "generic-secret and npmrc-auth-token");
+    assert!(after_keyword >= 1, "npmrc-auth-token");
+    assert!(assignment >= 188, "generic-secret and the context rules");
+    let contexts = context_rule_assignments(filtered);
+    assert!(contexts.len() > 180 * 90, "{}", contexts.len());
     let mut lines: Vec<String> = filtered
         .rules()
         .iter()
@@ -397,6 +459,7 @@ fn requires_after_keyword_loses_no_finding() {
                 [format!("{back} {front}"), format!("token {l} token")]
             }),
     );
+    lines.extend(contexts);
     let differ = lines_found_differently(filtered, &unfiltered, &lines);
     assert!(
         differ.is_empty(),

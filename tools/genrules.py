@@ -192,7 +192,8 @@ R('google-chat-webhook', 'Google Chat webhook', 'google', 'high',
 # ---- Azure / Microsoft ----------------------------------------------------------------------
 P('azure-storage-account-key', 'Azure storage account key', 'azure', r'''(?i)AccountKey\s*=\s*([A-Za-z0-9+/]{86}==)''', ['accountkey'],
   '{b86}==', lines=['DefaultEndpointsProtocol=https;AccountName=ciartifacts;AccountKey={S};EndpointSuffix=core.windows.net', 'AZURE_STORAGE_CONNECTION_STRING="AccountName=x;AccountKey={S}"'])
-C('azure-storage-key-context', 'Azure storage account key (context)', 'azure', 'azure|storage|account[_-]?key|az_', ['azure', 'storage', 'account_key', 'accountkey'],
+# every name the regex accepts holds a keyword, as `assignment_after_keyword` needs
+C('azure-storage-key-context', 'Azure storage account key (context)', 'azure', 'azure|storage|account[_-]?key|az_', ['azure', 'storage', 'account_key', 'account-key', 'accountkey', 'az_'],
   '[A-Za-z0-9+/]{86}==', '{b86}==', 'AZURE_STORAGE_KEY', conf='high', requires=['=='])
 P('azure-shared-access-key', 'Azure Service Bus / Event Hubs / IoT SharedAccessKey', 'azure', r'''(?i)SharedAccessKey\s*=\s*([A-Za-z0-9+/]{43}=)''', ['sharedaccesskey'],
   '{b43}=', lines=['Endpoint=sb://ci-bus.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={S}', 'conn="SharedAccessKey={S};EntityPath=q"'])

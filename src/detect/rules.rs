@@ -266,10 +266,16 @@ impl LazyRegex {
 
     fn compiled(&self) -> &Compiled {
         self.compiled.get_or_init(|| {
+            const CHECKED: &str =
+                "a user rule's pattern compiled when it loaded, a built-in one in tests";
             // One parse serves the analysis and the build, so what was analysed is what runs.
-            let (regex, hir) = build_regex(&self.pattern, self.lazy_dfa_capacity)
-                .expect("a user rule's pattern compiled when it loaded, a built-in one in tests");
+            let hir = parse_pattern(&self.pattern).expect(CHECKED);
             let starts_at_keyword = super::anchor::anchorable(&hir, &self.keywords);
+            // A search anchored at a keyword has no use for a literal prefilter, and building
+            // one was a third of building the regex (58 against 40 ms for the 431 built-in
+            // rules, 363 of them anchored).
+            let prefilter = !(starts_at_keyword && self.may_anchor);
+            let regex = build_regex(&hir, self.lazy_dfa_capacity, prefilter).expect(CHECKED);
             let secret_group = regex
                 .group_info()
                 .to_index(regex_automata::PatternID::ZERO, "secret");
@@ -295,15 +301,15 @@ fn finders(literals: &[String]) -> Vec<memchr::memmem::Finder<'static>> {
         .collect()
 }
 
-/// What `regex::bytes::RegexBuilder` with `unicode(false)` builds: leftmost-first
-/// matching over arbitrary bytes, ASCII classes.
-/// Returns the pattern's parse as well, for [`super::anchor`].
+/// What `regex::bytes::RegexBuilder` with `unicode(false)` builds from a pattern parsed by
+/// [`parse_pattern`]: leftmost-first matching over arbitrary bytes, ASCII classes; with a
+/// literal prefilter if `prefilter`.
 fn build_regex(
-    pattern: &str,
+    hir: &regex_syntax::hir::Hir,
     lazy_dfa_capacity: usize,
-) -> Result<(Regex, regex_syntax::hir::Hir), String> {
-    let hir = parse_pattern(pattern)?;
-    let regex = Regex::builder()
+    prefilter: bool,
+) -> Result<Regex, String> {
+    Regex::builder()
         .configure(
             Regex::config()
                 .utf8_empty(false)
@@ -311,15 +317,15 @@ fn build_regex(
                 // and matches are rare; it took 2.7 MiB for the rules a CI
                 // log wakes.
                 .onepass(false)
+                .auto_prefilter(prefilter)
                 .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
                 .hybrid_cache_capacity(lazy_dfa_capacity),
         )
-        .build_from_hir(&hir)
+        .build_from_hir(hir)
         .map_err(|e| match std::error::Error::source(&e) {
             Some(cause) => format!("{e}: {cause}"),
             None => e.to_string(),
-        })?;
-    Ok((regex, hir))
+        })
 }
 
 impl fmt::Debug for Rule {
@@ -386,8 +392,9 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
         return Err(bad(spec, "regex", "must not be empty"));
     }
     if check_regex {
-        let (regex, _) =
-            build_regex(&spec.regex, LAZY_DFA_CAPACITY).map_err(|e| bad(spec, "regex", e))?;
+        let regex = parse_pattern(&spec.regex)
+            .and_then(|hir| build_regex(&hir, LAZY_DFA_CAPACITY, true))
+            .map_err(|e| bad(spec, "regex", e))?;
         if regex.is_match(b"") {
             return Err(bad(spec, "regex", "matches the empty string"));
         }

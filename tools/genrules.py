@@ -309,7 +309,10 @@ P('jfrog-reference-token', 'JFrog reference token', 'jfrog', r'\b(cmVmdGtuOjAxOj
 C('jfrog-identity-token', 'JFrog / Artifactory token (context)', 'artifactory', 'jfrog|artifactory|bintray|xray', ['jfrog', 'artifactory', 'bintray', 'xray'], r'[a-z0-9]{73}|[a-z0-9]{64}', '{l64}', 'ARTIFACTORY_API_KEY')
 C('sonatype-nexus-password', 'Sonatype / OSSRH token', 'sonatype', 'ossrh|sonatype|nexus', ['ossrh', 'sonatype', 'nexus'], r'[A-Za-z0-9+/=]{20,80}', '{a44}', 'OSSRH_TOKEN', min_entropy=3.5)
 C('gradle-publish-key', 'Gradle plugin portal publish key/secret', 'gradle', r'gradle\.publish\.(?:key|secret)', ['gradle.publish'], r'[a-z0-9]{32}', '{l32}', 'gradle.publish.secret')
-P('octopus-api-key', 'Octopus Deploy API key', 'octopus', r'(?:^|[^A-Za-z0-9_.\-/])(API-[A-Z0-9]{26,32})\b', ['API-'], 'API-{u28}', conf='medium')
+# keywords match in any case, the regex only `API-`: `requires` turns away the lines of
+# `slf4j-api-2.0.9.pom` and `fastapi-0.110.0` before the regex, which cannot be anchored
+P('octopus-api-key', 'Octopus Deploy API key', 'octopus', r'(?:^|[^A-Za-z0-9_.\-/])(API-[A-Z0-9]{26,32})\b', ['API-'], 'API-{u28}', conf='medium',
+  requires=['API-'])
 P('circleci-token', 'CircleCI personal / project token', 'circleci', r'\b(CCIP(?:AT|RJ)_[A-Za-z0-9]{22}_[a-f0-9]{40})\b', ['CCIPAT_', 'CCIPRJ_'], 'CCIPAT_{a22}_{h40}')
 C('circleci-token-legacy', 'CircleCI token (legacy, context)', 'circleci', 'circle[_-]?(?:ci)?[_-]?token', ['circle'], r'[a-f0-9]{40}', '{h40}', 'CIRCLE_TOKEN')
 P('buildkite-token', 'Buildkite API access token', 'buildkite', r'\b(bkua_[a-f0-9]{40})\b', ['bkua_'], 'bkua_{h40}')

@@ -423,6 +423,8 @@ fn context_rule_assignments(d: &Detector) -> Vec<String> {
                 }
             }
             lines.push(format!("x {} {value}", name.to_ascii_lowercase()));
+            // the name first where no assignment follows it, then where one does
+            lines.push(format!("{name}/x {name}={value}"));
         }
     }
     lines

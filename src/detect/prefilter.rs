@@ -31,13 +31,13 @@ const LOG2_BITS: u32 = 18;
 /// Bit k of a byte spread to bit 2k of a u16: interleaves [`Prefilter::probe_avx2`]'s two
 /// masks of 8 sampled positions into one of 16 positions.
 #[cfg(target_arch = "x86_64")]
-const SPREAD: [u32; 256] = {
-    let mut table = [0u32; 256];
+const SPREAD: [u16; 256] = {
+    let mut table = [0u16; 256];
     let mut byte = 0;
     while byte < 256 {
         let mut k = 0;
         while k < 8 {
-            table[byte] |= ((byte as u32 >> k) & 1) << (2 * k);
+            table[byte] |= ((byte as u16 >> k) & 1) << (2 * k);
             k += 1;
         }
         byte += 1;
@@ -596,7 +596,7 @@ impl Prefilter {
         // made scanning line by line slower (criterion: 371 MiB/s, and 388 without it).
         let mut indices = [MaybeUninit::<__m256i>::uninit(); RUN];
         // offsets from the chunk's start, in order; an odd one was found through a prefix
-        // bit. 16 spare slots so a block's writes need no check.
+        // bit. 16 spare slots so that the writes made before counting need no check.
         // Left uninitialised: zeroing these 17 KiB on every call cost more than scanning a
         // line, when a caller scans line by line.
         let mut passed = [MaybeUninit::<u32>::uninit(); CHUNK + 16];
@@ -609,7 +609,16 @@ impl Prefilter {
             // `2k + 2`, which `confirm` looks for from `2k + 1`) bit 2k + 1. The masks
             // are all made before any is read, so the table reads of successive blocks
             // overlap instead of waiting on each other through the list's length.
-            let mut masks = [MaybeUninit::<u32>::uninit(); CHUNK / 16];
+            // 16 bits a block, 4 blocks to a u64: block `4g + k` is bits `16k..16k + 16` of
+            // `masks[g]` (x86_64 is little-endian), so that the list below reads 4 at once.
+            let mut masks = [MaybeUninit::<u64>::uninit(); CHUNK / 64];
+            // SAFETY: as many u16s as the u64s hold, of the same alignment or less.
+            let block_masks = unsafe {
+                std::slice::from_raw_parts_mut(
+                    masks.as_mut_ptr().cast::<MaybeUninit<u16>>(),
+                    CHUNK / 16,
+                )
+            };
             let mut run_start = 0;
             while run_start < blocks {
                 let run = (blocks - run_start).min(RUN);
@@ -623,7 +632,7 @@ impl Prefilter {
                             _mm256_mullo_epi32(last3, word_multiplier),
                         ));
                 }
-                let run_masks = &mut masks[run_start..run_start + run];
+                let run_masks = &mut block_masks[run_start..run_start + run];
                 for (r, (index, mask)) in indices[..run].iter().zip(run_masks).enumerate() {
                     let block = run_start + r;
                     // SAFETY: the block's 24 bytes are in `hay` (as above); the loop above
@@ -675,20 +684,29 @@ impl Prefilter {
                 }
                 run_start += run;
             }
+            // The masks of 4 blocks (64 bytes) read as one: the first two positions that
+            // passed are written whether or not there are any, and counted only if there
+            // are; a third in 64 bytes is rare. Listing block by block, each block's first
+            // written the same way, took 4-5% more of a scan on Zen 2; with a u32 per block,
+            // put together into a u64 here, 1.5% more.
+            let groups = blocks.div_ceil(4);
+            for mask in &mut block_masks[blocks..4 * groups] {
+                *mask = MaybeUninit::new(0);
+            }
             let mut count = 0;
-            for (block, mask) in masks[..blocks].iter().enumerate() {
-                // SAFETY: the loop above wrote `masks[..blocks]`.
-                let mask = unsafe { mask.assume_init() };
-                let at = 16 * block as u32;
-                // The first is written whether or not there is one, and counted only if
-                // there is; a second in one block is rare.
-                passed[count] = MaybeUninit::new(at + mask.trailing_zeros());
-                count += (mask != 0) as usize;
-                let mut rest = mask & mask.wrapping_sub(1);
-                while rest != 0 {
-                    passed[count] = MaybeUninit::new(at + rest.trailing_zeros());
+            for (group, mask) in masks[..groups].iter().enumerate() {
+                // SAFETY: the loops above wrote the blocks of `masks[..groups]`.
+                let mut mask = unsafe { mask.assume_init() };
+                let at = 64 * group as u32;
+                for _ in 0..2 {
+                    passed[count] = MaybeUninit::new(at + mask.trailing_zeros());
+                    count += (mask != 0) as usize;
+                    mask &= mask.wrapping_sub(1);
+                }
+                while mask != 0 {
+                    passed[count] = MaybeUninit::new(at + mask.trailing_zeros());
                     count += 1;
-                    rest &= rest - 1;
+                    mask &= mask - 1;
                 }
             }
             i = base + 16 * blocks;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates src/detect/rules.toml: rules written from providers' documented token formats.
 Examples are synthetic: random fill of each format, seeded for reproducibility."""
-import random, re, zlib, sys, string
+import itertools, random, re, zlib, sys, string
 
 rng = random.Random(20261122)
 B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -85,19 +85,60 @@ def ctx(kw, sec):
 
 # The bytes CTX_PRE's operators begin with; the space: `\s` alone separates name and value.
 CTX_ASSIGNMENT = '=:?|< '
-# What a name in CTX_PRE may be spelled with for `assignment_after_keyword` to hold: name
-# characters, escaped or in classes, and the regex syntax that makes alternatives and
-# options of them (no `.` for any byte, no negated class).
-NAME_ONLY = re.compile(r'(?:[A-Za-z0-9_()?:|{},*+-]|\\[-.]|\[(?:[A-Za-z0-9_.-]|\\[-.])+\])*')
+NAME_BYTES = frozenset(string.ascii_letters + string.digits + '_.-')
+
+def spellings(pattern, limit=100_000):
+    """Every string `pattern` (literals, classes, groups, alternatives and bounded repeats)
+    matches, or None where it has other parts, an unbounded repeat, or more than `limit`."""
+    from re import _parser as parser, _constants as c
+    def strings(items):
+        out = ['']
+        for op, av in items:
+            if op == c.LITERAL:
+                options = [chr(av)]
+            elif op == c.IN:
+                options = []
+                for o, a in av:
+                    if o == c.LITERAL:
+                        options.append(chr(a))
+                    elif o == c.RANGE:
+                        options += [chr(x) for x in range(a[0], a[1] + 1)]
+                    else:
+                        return None
+            elif op == c.SUBPATTERN:
+                options = strings(av[-1])
+            elif op == c.BRANCH:
+                options = [strings(b) for b in av[1]]
+                options = None if None in options else [x for b in options for x in b]
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[1] != c.MAXREPEAT:
+                inner = strings(av[2])
+                options = None if inner is None else [
+                    ''.join(p) for n in range(av[0], av[1] + 1) for p in itertools.product(inner, repeat=n)]
+            else:
+                return None
+            if options is None or len(out) * len(options) > limit:
+                return None
+            out = [a + b for a in out for b in options]
+        return out
+    return strings(parser.parse(pattern))
 
 def C(id, name, family, kwre, keywords, sec_re, sec_tmpl, varname, conf='medium', **kw):
     """Context rule: provider keyword near an assignment of a value with the documented shape."""
     lines = ['export %s="{S}"' % varname, '  %s: {S}' % varname.lower()]
     counter = ['+ checksum {S}'.replace('{S}', fill(sec_tmpl))] + kw.pop('counter', [])
-    # The name runs in name characters from its keyword to the operator, so a line is tried
-    # only where one follows a keyword (the check passes over `[0-9a-z_.\-]*` and then
-    # `[\s'"\\]*`, as CTX_PRE does). Not for a name with other characters (`sha256~`).
-    if NAME_ONLY.fullmatch(kwre):
+    # Every name the rule matches must hold a keyword, or the rule never wakes for it.
+    # Where every name is spelled in name characters, it runs in them from its keyword to
+    # the operator, so a line is tried only where one follows a keyword (the check passes
+    # over `[0-9a-z_.\-]*` and then `[\s'"\\]*`, as CTX_PRE does); not for a name with
+    # other characters (`sha256~`).
+    names = spellings(kwre)
+    if names is None:
+        sys.exit('%s: cannot list the names %r matches; spell them with literals, classes, '
+                 'groups, alternatives and bounded repeats' % (id, kwre))
+    for n in names:
+        if not any(k.lower() in n.lower() for k in keywords):
+            sys.exit('%s: the name %r holds none of its keywords %r' % (id, n, keywords))
+    if all(set(n) <= NAME_BYTES for n in names):
         kw.setdefault('assignment_after_keyword', CTX_ASSIGNMENT)
     R(id, name, family, conf, ctx(kwre, sec_re), keywords, sec_tmpl, lines=lines, counter=counter, **kw)
 
@@ -398,7 +439,7 @@ C('ngrok-authtoken', 'ngrok authtoken', 'ngrok', 'ngrok', ['ngrok'], r'[0-9A-Za-
 C('kubernetes-bootstrap-token', 'Kubernetes bootstrap token', 'kubernetes', r'kubeadm|bootstrap[_-]?token|--token', ['kubeadm', 'bootstrap', '--token'], r'[a-z0-9]{6}\.[a-z0-9]{16}', '{l6}.{l16}', 'BOOTSTRAP_TOKEN', conf='high')
 R('kubeconfig-client-key-data', 'kubeconfig client-key-data', 'kubernetes', 'high', r'''client-key-data\s*:\s*["']?([A-Za-z0-9+/]{40,}={0,2})''', ['client-key-data'],
   'LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQo{b120}', lines=['    client-key-data: {S}', 'client-key-data: "{S}"'])
-C('kubernetes-secret-token', 'OpenShift token', 'kubernetes', 'openshift|oc[_-]token|sha256~', ['openshift', 'oc_token', 'sha256~'], r'sha256~[A-Za-z0-9_\-]{43}', 'sha256~{a43}', 'OPENSHIFT_TOKEN', conf='high')
+C('kubernetes-secret-token', 'OpenShift token', 'kubernetes', 'openshift|oc[_-]token|sha256~', ['openshift', 'oc_token', 'oc-token', 'sha256~'], r'sha256~[A-Za-z0-9_\-]{43}', 'sha256~{a43}', 'OPENSHIFT_TOKEN', conf='high')
 P('openshift-token', 'OpenShift user token', 'kubernetes', r'''(?:^|[^0-9A-Za-z_\-])(sha256~[A-Za-z0-9_\-]{43})''' + END, ['sha256~'], 'sha256~{a43}')
 
 # ---- Observability --------------------------------------------------------------------------

@@ -157,9 +157,9 @@ impl Assignment {
             } else if is_name_byte(b) || is_quote_or_space(b) || !b.is_ascii_graphic() {
                 // the test passes these over, so it would never see them
                 return Err(format!(
-                    "{:?} cannot begin an assignment: name characters, quotes, backslashes \
+                    "'{}' cannot begin an assignment: name characters, quotes, backslashes \
                      and whitespace are passed over (a space stands for whitespace)",
-                    b as char
+                    b.escape_ascii()
                 ));
             } else {
                 operator_starts[b as usize] = true;
@@ -415,6 +415,23 @@ fn compile(spec: &RuleSpec, check_regex: bool) -> Result<Rule, DetectError> {
             ));
         }
         Some(a) => {
+            // The test passes over the name from a keyword's first byte; one that cannot be
+            // in a name (`$token`) would end it there, before any assignment. Later ones
+            // may (`jwt"`): the name ends at the first of them in the line as in the keyword.
+            if let Some(k) = spec
+                .keywords
+                .iter()
+                .find(|k| !k.bytes().next().is_some_and(is_name_byte))
+            {
+                return Err(bad(
+                    spec,
+                    "assignment_after_keyword",
+                    format!(
+                        "keyword {k:?} begins with a byte other than [A-Za-z0-9_.-]; the test \
+                         begins at a keyword, passing over the name that holds it"
+                    ),
+                ));
+            }
             Some(Assignment::parse(a).map_err(|e| bad(spec, "assignment_after_keyword", e))?)
         }
     };

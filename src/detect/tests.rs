@@ -153,9 +153,19 @@ fn user_rule_errors_name_id_and_field() {
         (
             "\"",
             vec!["foo".to_string()],
-            "'\"' cannot begin an assignment",
+            "'\\\"' cannot begin an assignment",
+        ),
+        (
+            "=\u{e9}",
+            vec!["foo".to_string()],
+            "'\\xc3' cannot begin an assignment",
         ),
         ("=", vec![], "needs keywords"),
+        (
+            "=",
+            vec!["foo".to_string(), "$token".to_string()],
+            "keyword \"$token\" begins with a byte other than",
+        ),
     ] {
         spec.assignment_after_keyword = Some(assignment.into());
         spec.keywords = keywords;
@@ -405,7 +415,9 @@ fn generic_secret_keywords_cover_every_name_its_regex_accepts() {
 /// and what may stand between name and operator: its `assignment_after_keyword` must let all
 /// of them through.
 fn context_rule_assignments(d: &Detector) -> Vec<String> {
-    let between = ["", "\"", "'", "\\", " ", "\t", "\x0b", "\" ", "' \t"];
+    let between = [
+        "", "\"", "'", "\\", " ", "\t", "\x0b", "\x0c", "\r", "\" ", "' \t",
+    ];
     let operators = ["=", ":=", "::=", ":", "=>", "?=", "||:", "<=", " ", "\t"];
     let mut lines = Vec::new();
     for rule in d.rules().iter().filter(|r| r.assignment.is_some()) {
@@ -423,6 +435,9 @@ fn context_rule_assignments(d: &Detector) -> Vec<String> {
                 }
             }
             lines.push(format!("x {} {value}", name.to_ascii_lowercase()));
+            // name characters before and after the keywords
+            lines.push(format!("MY_{name}_2={value}"));
+            lines.push(format!("ci.{name}-x\t'{value}'"));
             // the name first where no assignment follows it, then where one does
             lines.push(format!("{name}/x {name}={value}"));
         }
@@ -462,6 +477,18 @@ fn cheap_checks_before_the_regex_lose_no_finding() {
             }),
     );
     lines.extend(contexts);
+    // agreement alone would also hold if neither found anything
+    for rule in filtered.rules().iter().filter(|r| r.assignment.is_some()) {
+        for example in &rule.spec.examples {
+            let mut found = Vec::new();
+            filtered.scan(example.as_bytes(), &mut found);
+            assert!(
+                found.iter().any(|f| f.rule_id == rule.id),
+                "{} not found in its example",
+                rule.id
+            );
+        }
+    }
     let differ = lines_found_differently(filtered, &unfiltered, &lines);
     assert!(
         differ.is_empty(),

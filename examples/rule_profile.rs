@@ -16,6 +16,7 @@ fn main() {
         .next()
         .map_or(25, |n| n.parse().expect("TOP is a number"));
     let input = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    // with the capacity `tailguard scan` gives the lazy DFAs, so the times are the scan's
     let detector = Detector::new(&DetectorConfig {
         lazy_dfa_capacity: Some(tailguard::scan::SCAN_LAZY_DFA_CAPACITY),
         ..DetectorConfig::default()

@@ -76,11 +76,10 @@ def main():
         if (only and rule["id"] not in only) or not rule.get("keywords"):
             continue
         try:
-            found = uncovered(rule)
+            found, unassigned = uncovered(rule)
         except Exception as e:  # a pattern Hypothesis cannot draw from
             print(f"{rule['id']}: cannot draw ({type(e).__name__}: {str(e)[:80]})")
             continue
-        found, unassigned = found
         if found:
             print(f"{rule['id']}: {len(found)} of {EXAMPLES} draws hold no keyword, e.g. {found[0][:60]!r}")
         if unassigned:

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tailguard::event::{Attributes, Context, Event, Origin};
 use tailguard::sinks::otlp::encode::LogsEncoder;
-use tailguard::sources::file::{LineReader, MidLine, file_attributes};
+use tailguard::sources::file::{LineAttributes, LineReader, MidLine, file_attributes};
 
 mod cilog;
 use cilog::{bench_log_bytes, generate_log};
@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
         Path::new("/var/log/runner/job.log"),
         &Arc::from("/var/log/runner/job.log"),
         &Arc::from("fe00-9b8007-18ea754b30337eaa"),
+        LineAttributes::ALL,
     );
     let mut offset = 0i64;
     let events: Vec<Event> = log

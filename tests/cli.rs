@@ -268,8 +268,12 @@ buffer = { type = "disk", max_size = "1GiB", when_full = "block" }
         .map(|e| e.to_string())
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
+    let file_source = "[sources.x]\ntype = \"file\"\ninclude = [\"/x/*.log\"]\n";
+    let chosen = format!("{file_source}file_attributes = [\"log.file.name\"]\n");
+    assert!(validator.is_valid(&drop_in_as_json(&chosen)), "{chosen}");
 
     for bad in [
+        &format!("{file_source}file_attributes = [\"log.file.nme\"]\n"),
         "[sinks.collector]\ntype = \"otlp\"\ninputs = [\"a\"]\nendpoint_url = \"http://x\"\n",
         "[sinks.collector]\ntype = \"otlp\"\nendpoint = \"http://x\"\n",
         "[sinks.collector]\ntype = \"otlp\"\ninputs = [\"a\"]\nprotocol = \"carrier-pigeon\"\n",

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::config::SecretString;
 use crate::detect::{Detector, DetectorConfig, Finding, Method, RuleSpec, Scratch};
-use crate::event::{Event, EventBatch, SpanData, SpanKind, SpanStatus, TraceIds};
+use crate::event::{Event, EventBatch, SpanData, SpanKind, SpanStatus, TraceIds, Value};
 use crate::identity::inventory::Inventory;
 use crate::topology::component::{ComponentTask, TransformContext};
 use crate::topology::function_transform;
@@ -349,6 +349,18 @@ fn finding_span(line: &Event, finding: &Finding) -> Event {
             a.insert(key, value.clone());
         }
     }
+    // A finding names its file even where the source's `file_attributes` leave the
+    // lines without it: evidence is read one finding at a time.
+    if a.get("log.file.path").is_none()
+        && let Some(path) = &line.origin.path
+    {
+        a.insert("log.file.path", path.to_string_lossy().as_ref());
+    }
+    if a.get("tailguard.file.id").is_none()
+        && let Some(id) = &line.origin.file_id
+    {
+        a.insert("tailguard.file.id", Value::String(Arc::clone(id)));
+    }
     let detect_ms = now
         .duration_since(line.observed_at)
         .unwrap_or_default()
@@ -424,6 +436,36 @@ mod tests {
         assert!(
             redacted.contains(&fp),
             "the marker carries the same fingerprint"
+        );
+    }
+
+    #[test]
+    fn a_finding_names_its_file_where_the_line_does_not() {
+        let mut r = redactor();
+        let origin = Origin {
+            source: Arc::from("logs"),
+            path: Some(Arc::from(std::path::Path::new("/var/log/job.log"))),
+            file_id: Some(Arc::from("fe00-1")),
+        };
+        // a file source with `file_attributes = ["log.file.name"]`
+        let mut e = Event::new(
+            format!("export GITHUB_TOKEN={}", token()).into_bytes(),
+            origin,
+            Arc::default(),
+        );
+        e.attributes.insert("log.file.name", "job.log");
+        let mut batch = vec![e];
+        r.process(&mut batch);
+        assert_eq!(batch.len(), 2, "the line and its finding");
+        assert!(batch[0].attributes.get("log.file.path").is_none());
+        let a = &batch[1].attributes;
+        assert_eq!(
+            a.get("log.file.path").map(|v| v.to_string()).as_deref(),
+            Some("/var/log/job.log")
+        );
+        assert_eq!(
+            a.get("tailguard.file.id").map(|v| v.to_string()).as_deref(),
+            Some("fe00-1")
         );
     }
 

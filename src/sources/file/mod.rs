@@ -101,11 +101,11 @@ use anyhow::Context as _;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-pub use config::{FileSourceConfig, MultilineConfig, MultilineMode, ReadFrom};
+pub use config::{FileAttribute, FileSourceConfig, MultilineConfig, MultilineMode, ReadFrom};
 /// The line splitter, public for the `pipeline` benchmark only.
 #[doc(hidden)]
 pub use reader::{Line, LineReader, MidLine};
-pub use tailer::file_attributes;
+pub use tailer::{LineAttributes, file_attributes};
 
 use crate::topology::component::{ComponentTask, SourceContext};
 use checkpoint::Store;
@@ -177,6 +177,7 @@ fn build_with(
         max_open_files: config.max_open_files,
         fingerprint_bytes: config.fingerprint_bytes,
         read_batch_bytes: config.read_batch_bytes,
+        attributes: tailer::LineAttributes::of(&config.file_attributes),
         notify,
         started_nanos: tailer::unix_nanos_now(),
     };

@@ -17,7 +17,7 @@ use notify::Watcher as _;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::checkpoint::{self, Entry};
-use super::config::ReadFrom;
+use super::config::{FileAttribute, ReadFrom};
 use super::discovery::Matcher;
 use super::fingerprint::{self, FileKey, Head, HeadCheck, Resume};
 use super::multiline::{Aggregator, Rules};
@@ -33,18 +33,58 @@ const ROUND_BYTES: usize = 8 * 1024 * 1024;
 /// forgotten.
 const FORGET_AFTER_SECS: u64 = 24 * 3600;
 
+/// Which of the file source's attributes its lines carry (`file_attributes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineAttributes {
+    path: bool,
+    name: bool,
+    id: bool,
+    offset: bool,
+}
+
+impl LineAttributes {
+    pub const ALL: LineAttributes = LineAttributes {
+        path: true,
+        name: true,
+        id: true,
+        offset: true,
+    };
+
+    pub fn of(chosen: &[FileAttribute]) -> Self {
+        let has = |a| chosen.contains(&a);
+        LineAttributes {
+            path: has(FileAttribute::Path),
+            name: has(FileAttribute::Name),
+            id: has(FileAttribute::Id),
+            offset: has(FileAttribute::Offset),
+        }
+    }
+}
+
 /// The attributes every line of the file at `path` (`path_str` as text; `id` its file id)
-/// carries, in the one list its lines share; a line adds its own `tailguard.file.offset`.
-pub fn file_attributes(path: &Path, path_str: &Arc<str>, id: &Arc<str>) -> Arc<[Attribute]> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Arc::new([
-        ("log.file.path".into(), Value::String(Arc::clone(path_str))),
-        ("log.file.name".into(), Value::from(name)),
-        ("tailguard.file.id".into(), Value::String(Arc::clone(id))),
-    ])
+/// carries, of those `chosen`, in the one list its lines share; a line adds its own
+/// `tailguard.file.offset` if chosen.
+pub fn file_attributes(
+    path: &Path,
+    path_str: &Arc<str>,
+    id: &Arc<str>,
+    chosen: LineAttributes,
+) -> Arc<[Attribute]> {
+    let mut list = Vec::with_capacity(3);
+    if chosen.path {
+        list.push(("log.file.path".into(), Value::String(Arc::clone(path_str))));
+    }
+    if chosen.name {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        list.push(("log.file.name".into(), Value::from(name)));
+    }
+    if chosen.id {
+        list.push(("tailguard.file.id".into(), Value::String(Arc::clone(id))));
+    }
+    list.into()
 }
 
 /// Everything [`Tailer`] needs from the configuration, compiled.
@@ -63,6 +103,7 @@ pub(crate) struct Settings {
     pub max_open_files: usize,
     pub fingerprint_bytes: usize,
     pub read_batch_bytes: usize,
+    pub attributes: LineAttributes,
     /// Use file-system notifications (false: polling only, as when inotify
     /// is unavailable).
     pub notify: bool,
@@ -149,9 +190,10 @@ struct Tracked {
     id: Arc<str>,
     path: Arc<Path>,
     path_str: Arc<str>,
-    /// What every line of this file carries (path, name and file id), held
-    /// once and shared by the events.
+    /// What every line of this file carries (path, name and file id, those
+    /// chosen), held once and shared by the events.
     attributes: Arc<[Attribute]>,
+    chosen: LineAttributes,
     /// The events' origin: the source's name, this path and id, shared too.
     origin: Arc<Origin>,
     /// The canonical target when `path` is a symlink.
@@ -221,7 +263,7 @@ impl Tracked {
             path: Some(Arc::clone(&self.path)),
             file_id: Some(Arc::clone(&self.id)),
         });
-        self.attributes = file_attributes(&self.path, &self.path_str, &self.id);
+        self.attributes = file_attributes(&self.path, &self.path_str, &self.id, self.chosen);
     }
 
     /// Publishes how far reading is ahead of the acknowledged checkpoint.
@@ -874,6 +916,7 @@ impl Tailer {
             path: Arc::from(path),
             path_str: Arc::from(""),
             attributes: Arc::new([]),
+            chosen: self.s.attributes,
             origin: Arc::new(Origin {
                 source: Arc::clone(&self.s.name),
                 ..Origin::default()
@@ -1408,7 +1451,9 @@ fn make_batch(
             observed_at,
         );
         ev.attributes = Attributes::with_shared(Arc::clone(&t.attributes));
-        ev.attributes.insert("tailguard.file.offset", line.start);
+        if t.chosen.offset {
+            ev.attributes.insert("tailguard.file.offset", line.start);
+        }
         if line.truncated {
             stats.truncated_lines += 1;
             metrics().truncated_lines.get_or_create(&s.labels).inc();
@@ -1442,6 +1487,7 @@ pub(crate) mod tests {
             max_open_files,
             fingerprint_bytes: 64,
             read_batch_bytes: 1 << 20,
+            attributes: LineAttributes::ALL,
             notify: false,
             started_nanos: unix_nanos_now(),
         }

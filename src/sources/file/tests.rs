@@ -1358,3 +1358,93 @@ async fn a_stream_of_small_writes_is_read_in_rounds_min_read_interval_apart() ->
         .collect();
     assert_eq!(in_order, all);
 }
+
+/// `file_attributes` chooses what every line carries; acknowledgements and the
+/// checkpoint do not depend on the attributes, so a restart still resends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_carry_only_the_chosen_file_attributes() -> MtTest {
+    let logs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let path = logs.path().join("job.log");
+    let mut cfg = config(&[glob(logs.path(), "*.log")]);
+    cfg.file_attributes = vec![FileAttribute::Name];
+    let mut received = Vec::new();
+    for (round, want) in [lines("first", 0..50), lines("second", 0..5)]
+        .into_iter()
+        .enumerate()
+    {
+        append(&path, &want);
+        let mut src = start(&cfg, data.path());
+        let mut bodies_seen = Vec::new();
+        let give_up = tokio::time::Instant::now() + DEADLINE;
+        while bodies_seen.len() < want.len() {
+            let mut batch = tokio::time::timeout_at(give_up, src.rx.recv())
+                .await
+                .expect("the lines arrive")
+                .unwrap();
+            for ev in batch.iter() {
+                let keys: Vec<&str> = ev.attributes.iter().map(|(k, _)| k).collect();
+                assert_eq!(keys, ["log.file.name"], "round {round}");
+                assert_eq!(
+                    ev.attributes.get("log.file.name"),
+                    Some(&Value::from("job.log"))
+                );
+                // the origin still names the file, for findings and the checkpoint
+                assert_eq!(ev.origin.path.as_deref(), Some(path.as_path()));
+                bodies_seen.push(String::from_utf8(ev.body.to_vec()).unwrap());
+            }
+            crate::event::settle_all(&mut batch, DeliveryStatus::Delivered);
+        }
+        src.shutdown.cancel();
+        while let Some(mut batch) = tokio::time::timeout(DEADLINE, src.rx.recv())
+            .await
+            .expect("source closes its output")
+        {
+            bodies_seen.extend(
+                batch
+                    .iter()
+                    .map(|e| String::from_utf8(e.body.to_vec()).unwrap()),
+            );
+            crate::event::settle_all(&mut batch, DeliveryStatus::Delivered);
+        }
+        src.task.await.unwrap().unwrap();
+        assert_eq!(bodies_seen, want, "round {round}: each line once, in order");
+        received.extend(bodies_seen);
+    }
+    assert_eq!(received.len(), 55);
+}
+
+#[test]
+fn file_attributes_are_checked_by_name() {
+    use serde::Deserialize;
+    let parse = |text: &str| {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        FileSourceConfig::deserialize(toml::Value::Table(table))
+    };
+    let ok = parse(
+        "include = ['/x/*.log']\nfile_attributes = ['log.file.path', 'tailguard.file.offset']",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.file_attributes,
+        [FileAttribute::Path, FileAttribute::Offset]
+    );
+    assert_eq!(
+        parse("include = ['/x/*.log']").unwrap().file_attributes,
+        FileAttribute::ALL
+    );
+    let err = parse("include = ['/x/*.log']\nfile_attributes = ['log.file.nme']")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("log.file.nme") && err.contains("log.file.name"),
+        "{err}"
+    );
+    let mut twice = FileSourceConfig::new(vec!["/x/*.log".into()]);
+    twice.file_attributes = vec![FileAttribute::Id, FileAttribute::Id];
+    let err = twice.validate().unwrap_err();
+    assert!(
+        err.contains("`file_attributes` lists \"tailguard.file.id\" twice"),
+        "{err}"
+    );
+}

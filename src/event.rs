@@ -205,7 +205,8 @@ pub struct Context {
 
 /// Where an event was read from: the same for every line of one file, so
 /// events hold it shared ([`Event::origin`]). A line's place in its file is
-/// its `tailguard.file.offset` attribute.
+/// its `tailguard.file.offset` attribute, unless the file source's
+/// `file_attributes` leaves it out.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Origin {
     /// The name of the source component in the configuration.

@@ -89,7 +89,10 @@ NAME_BYTES = frozenset(string.ascii_letters + string.digits + '_.-')
 
 def spellings(pattern, limit=100_000):
     """Every string `pattern` (literals, classes, groups, alternatives and bounded repeats)
-    matches, or None where it has other parts, an unbounded repeat, or more than `limit`."""
+    matches, or None where it has other parts, an unbounded repeat, more than `limit`, or
+    syntax Python reads otherwise than Rust's regex (`[[:alpha:]]`, `&&`: Python only warns).
+    Rust's `(?i)` also folds `K` to the Kelvin sign, no name byte; the names here are ASCII."""
+    import warnings
     from re import _parser as parser, _constants as c
     def strings(items):
         out = ['']
@@ -108,19 +111,31 @@ def spellings(pattern, limit=100_000):
             elif op == c.SUBPATTERN:
                 options = strings(av[-1])
             elif op == c.BRANCH:
-                options = [strings(b) for b in av[1]]
-                options = None if None in options else [x for b in options for x in b]
+                options = []
+                for branch in av[1]:
+                    b = strings(branch)
+                    if b is None or len(options) + len(b) > limit:
+                        return None
+                    options += b
             elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[1] != c.MAXREPEAT:
                 inner = strings(av[2])
-                options = None if inner is None else [
-                    ''.join(p) for n in range(av[0], av[1] + 1) for p in itertools.product(inner, repeat=n)]
+                if inner is None or sum(len(inner) ** n for n in range(av[0], av[1] + 1)) > limit:
+                    return None
+                options = [''.join(p) for n in range(av[0], av[1] + 1)
+                           for p in itertools.product(inner, repeat=n)]
             else:
                 return None
             if options is None or len(out) * len(options) > limit:
                 return None
             out = [a + b for a in out for b in options]
         return out
-    return strings(parser.parse(pattern))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', FutureWarning)
+        try:
+            items = parser.parse(pattern)
+        except FutureWarning:
+            return None
+    return strings(items)
 
 def C(id, name, family, kwre, keywords, sec_re, sec_tmpl, varname, conf='medium', **kw):
     """Context rule: provider keyword near an assignment of a value with the documented shape."""

@@ -206,8 +206,13 @@ fn section_span(section: Section, at_unix: Option<u64>, line: &Event) -> Event {
     if let Some(id) = section.id {
         event.attributes.insert("tailguard.ci.section.id", id);
     }
+    // from the file itself where the source's `file_attributes` leave the lines without it
     if let Some(path) = line.attributes.get("log.file.path") {
         event.attributes.insert("log.file.path", path.clone());
+    } else if let Some(path) = &line.origin.path {
+        event
+            .attributes
+            .insert("log.file.path", path.to_string_lossy().as_ref());
     }
     event
 }
@@ -262,6 +267,16 @@ mod tests {
         t.process(&mut batch);
         let names: Vec<&str> = spans(&batch).iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["Run actions/checkout@v4", "Run make test"]);
+        // the lines carry no `log.file.path` (`file_attributes`): the span takes the file's
+        let span_event = batch.iter().find(|e| e.as_span().is_some()).unwrap();
+        assert_eq!(
+            span_event
+                .attributes
+                .get("log.file.path")
+                .map(|v| v.to_string())
+                .as_deref(),
+            Some(log)
+        );
         let checkout = spans(&batch)[0];
         assert_eq!(batch[1].trace.unwrap().span_id, checkout.ids.span_id);
         assert_eq!(checkout.start, from_unix(1_704_067_200));

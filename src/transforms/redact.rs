@@ -349,17 +349,19 @@ fn finding_span(line: &Event, finding: &Finding) -> Event {
             a.insert(key, value.clone());
         }
     }
-    // A finding names its file even where the source's `file_attributes` leave the
-    // lines without it: evidence is read one finding at a time.
-    if a.get("log.file.path").is_none()
-        && let Some(path) = &line.origin.path
-    {
-        a.insert("log.file.path", path.to_string_lossy().as_ref());
-    }
-    if a.get("tailguard.file.id").is_none()
-        && let Some(id) = &line.origin.file_id
-    {
-        a.insert("tailguard.file.id", Value::String(Arc::clone(id)));
+    // A finding names its log file even where the source's `file_attributes` leave the
+    // lines without it: evidence is read one finding at a time. Only a line read from a
+    // log file has a file id; other sources' origin paths (a watched credential file)
+    // are no log file.
+    if let Some(id) = &line.origin.file_id {
+        if a.get("log.file.path").is_none()
+            && let Some(path) = &line.origin.path
+        {
+            a.insert("log.file.path", path.to_string_lossy().as_ref());
+        }
+        if a.get("tailguard.file.id").is_none() {
+            a.insert("tailguard.file.id", Value::String(Arc::clone(id)));
+        }
     }
     let detect_ms = now
         .duration_since(line.observed_at)
@@ -467,6 +469,22 @@ mod tests {
             a.get("tailguard.file.id").map(|v| v.to_string()).as_deref(),
             Some("fe00-1")
         );
+        // a watched credential file is no log file: no id, so no `log.file.path` either
+        let origin = Origin {
+            source: Arc::from("creds"),
+            path: Some(Arc::from(std::path::Path::new("/home/ci/.npmrc"))),
+            file_id: None,
+        };
+        let e = Event::new(
+            format!("export GITHUB_TOKEN={}", token()).into_bytes(),
+            origin,
+            Arc::default(),
+        );
+        let mut batch = vec![e];
+        r.process(&mut batch);
+        assert_eq!(batch.len(), 2, "the line and its finding");
+        assert!(batch[1].attributes.get("log.file.path").is_none());
+        assert!(batch[1].attributes.get("tailguard.file.id").is_none());
     }
 
     /// An unsigned-looking JWT with the given payload JSON.

@@ -67,7 +67,7 @@
 //! worth of recently acknowledged lines (a clean stop waits up to 5 s for
 //! outstanding acknowledgements and then writes a final checkpoint).
 //! Receivers can drop repeats by (`tailguard.file.id`,
-//! `tailguard.file.offset`).
+//! `tailguard.file.offset`), unless `file_attributes` leaves them out.
 //!
 //! Files rotated away (renamed to a name the globs do not match) are read to
 //! their end through the open handle; if the agent was stopped meanwhile,

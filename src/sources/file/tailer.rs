@@ -1470,6 +1470,38 @@ fn make_batch(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn file_attributes_list_what_was_chosen_in_order() {
+        let path = Path::new("/var/log/job.log");
+        let path_str: Arc<str> = Arc::from("/var/log/job.log");
+        let id: Arc<str> = Arc::from("fe00-1");
+        // every subset of the four, in any order
+        for bits in 0..16u32 {
+            let mut chosen: Vec<FileAttribute> = FileAttribute::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .map(|(_, a)| a)
+                .collect();
+            chosen.reverse();
+            let which = LineAttributes::of(&chosen);
+            assert_eq!(which.offset, chosen.contains(&FileAttribute::Offset));
+            let list = file_attributes(path, &path_str, &id, which);
+            let got: Vec<(&str, String)> =
+                list.iter().map(|(k, v)| (&**k, v.to_string())).collect();
+            let want: Vec<(&str, String)> = [
+                (FileAttribute::Path, "/var/log/job.log"),
+                (FileAttribute::Name, "job.log"),
+                (FileAttribute::Id, "fe00-1"),
+            ]
+            .into_iter()
+            .filter(|(a, _)| chosen.contains(a))
+            .map(|(a, v)| (a.key(), v.to_string()))
+            .collect();
+            assert_eq!(got, want, "{chosen:?}");
+        }
+    }
     use tokio::sync::mpsc::UnboundedReceiver;
 
     pub(crate) fn settings(dir: &Path, max_open_files: usize) -> Settings {

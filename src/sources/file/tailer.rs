@@ -72,17 +72,23 @@ pub fn file_attributes(
 ) -> Arc<[Attribute]> {
     let mut list = Vec::with_capacity(3);
     if chosen.path {
-        list.push(("log.file.path".into(), Value::String(Arc::clone(path_str))));
+        list.push((
+            FileAttribute::Path.key().into(),
+            Value::String(Arc::clone(path_str)),
+        ));
     }
     if chosen.name {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        list.push(("log.file.name".into(), Value::from(name)));
+        list.push((FileAttribute::Name.key().into(), Value::from(name)));
     }
     if chosen.id {
-        list.push(("tailguard.file.id".into(), Value::String(Arc::clone(id))));
+        list.push((
+            FileAttribute::Id.key().into(),
+            Value::String(Arc::clone(id)),
+        ));
     }
     list.into()
 }
@@ -1452,7 +1458,8 @@ fn make_batch(
         );
         ev.attributes = Attributes::with_shared(Arc::clone(&t.attributes));
         if t.chosen.offset {
-            ev.attributes.insert("tailguard.file.offset", line.start);
+            ev.attributes
+                .insert(FileAttribute::Offset.key(), line.start);
         }
         if line.truncated {
             stats.truncated_lines += 1;
@@ -1470,6 +1477,7 @@ fn make_batch(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use tokio::sync::mpsc::UnboundedReceiver;
 
     #[test]
     fn file_attributes_list_what_was_chosen_in_order() {
@@ -1502,7 +1510,6 @@ pub(crate) mod tests {
             assert_eq!(got, want, "{chosen:?}");
         }
     }
-    use tokio::sync::mpsc::UnboundedReceiver;
 
     pub(crate) fn settings(dir: &Path, max_open_files: usize) -> Settings {
         Settings {
